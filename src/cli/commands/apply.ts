@@ -1,0 +1,47 @@
+/** `wgsplit up IFACE`, `down IFACE`, `apply`: reconcile, or print the plan with --dry-run. */
+import { loadProfileDir } from '../../profile/load.js';
+import { applyCommand, computePlan, preflight, type Command } from '../../reconcile/reconcile.js';
+import { renderPlan, summary } from '../../plan/render.js';
+import type { Context } from '../context.js';
+
+export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
+  const { profiles } = loadProfileDir(ctx.args.config);
+  const label = cmd.kind === 'apply' ? 'apply' : `${cmd.kind} ${cmd.iface}`;
+  if (cmd.kind === 'up' && !profiles.some((p) => p.interface === cmd.iface)) {
+    ctx.err(`wgsplit: warning: no profile in ${ctx.args.config} uses interface ${cmd.iface}; nothing to do\n`);
+  }
+  const kernel = await ctx.kernel();
+  try {
+    if (ctx.args.dryRun) {
+      const c = await computePlan(kernel, ctx.state(), profiles, cmd);
+      preflight(c);
+      for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
+      const text = renderPlan(c.plan, { colour: ctx.args.colour, full: ctx.args.full });
+      ctx.out(text || `wgsplit: ${label}: nothing to do, the kernel already matches\n`);
+      return 0;
+    }
+    const started = performance.now();
+    let progressShown = false;
+    const progress =
+      ctx.isTTY && !ctx.args.quiet
+        ? (done: number, total: number) => {
+            if (total < 2000) return;
+            progressShown = true;
+            ctx.err(`\r${label}: ${done}/${total} operations`);
+          }
+        : undefined;
+    const r = await applyCommand(kernel, ctx.state(), profiles, cmd, progress);
+    if (progressShown) ctx.err('\n');
+    for (const w of r.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
+    if (!ctx.args.quiet) {
+      const s = summary(r.plan);
+      const ms = (performance.now() - started).toFixed(0);
+      const what = r.written === 0 ? 'already in sync, nothing written' : `${s.add} added, ${s.replace} replaced, ${s.delete} removed`;
+      const profilesText = cmd.kind === 'down' ? '' : ` (${[...new Set(r.desired.units.map((u) => u.profile.name))].join(', ') || 'no profiles'})`;
+      ctx.out(`wgsplit: ${label}${profilesText}: ${what} in ${ms} ms\n`);
+    }
+    return 0;
+  } finally {
+    kernel.close();
+  }
+}

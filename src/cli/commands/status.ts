@@ -1,0 +1,59 @@
+/** `wgsplit status [--json]`: per profile and family, what is installed and whether it matches. */
+import { loadProfileDir } from '../../profile/load.js';
+import { computePlan } from '../../reconcile/reconcile.js';
+import { routeSlot } from '../../model/route.js';
+import type { Context } from '../context.js';
+
+export async function status(ctx: Context): Promise<number> {
+  const { profiles, dir } = loadProfileDir(ctx.args.config);
+  const kernel = await ctx.kernel();
+  try {
+    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
+    const report = profiles.map((p) => {
+      const iface = c.facts.get(p.interface);
+      const units = c.desired.units.filter((u) => u.profile === p);
+      return {
+        profile: p.name,
+        file: p.file,
+        interface: { name: p.interface, exists: !!iface?.exists, up: !!iface?.up, addresses: iface ? [...iface.addresses[4], ...iface.addresses[6]] : [] },
+        table: p.table,
+        priority: p.priority,
+        families: units.map((u) => {
+          const installedRules = c.observed.rules.filter((r) => r.family === u.family && r.table === p.table).length;
+          const installedRoutes = c.observed.routes.filter((r) => r.family === u.family && r.table === p.table).length;
+          const drift = c.plan.ops.filter((o) => (o.kind === 'rule' ? o.rule : o.route).family === u.family && (o.kind === 'rule' ? o.rule.table : o.route.table) === p.table);
+          return {
+            family: `ipv${u.family}`,
+            status: u.status,
+            inSync: u.status === 'active' ? drift.length === 0 : undefined,
+            rules: { wanted: u.rules.length, installed: installedRules },
+            routes: { wanted: new Set(u.routes.map(routeSlot)).size, installed: installedRoutes },
+            drift: drift.length,
+            notes: u.notes,
+          };
+        }),
+      };
+    });
+    const orphans = c.plan.ops.filter((o) => o.op === 'delete' && !o.profile).length;
+    if (ctx.args.json) {
+      ctx.out(JSON.stringify({ configDir: dir, profiles: report, errors: c.desired.errors, orphans }, null, 1) + '\n');
+      return 0;
+    }
+    if (!report.length) ctx.out(`no profiles in ${dir}\n`);
+    for (const p of report) {
+      const i = p.interface;
+      ctx.out(`profile ${p.profile} (${p.file})\n`);
+      ctx.out(`  interface ${i.name}: ${i.exists ? (i.up ? 'up' : 'down') : 'absent'}${i.addresses.length ? ', ' + i.addresses.join(', ') : ''}\n`);
+      ctx.out(`  table ${p.table}, priority ${p.priority}\n`);
+      for (const f of p.families) {
+        const state = f.status === 'absent' ? 'interface absent, installed state left as is' : f.inSync ? 'in sync' : `DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
+        ctx.out(`  ${f.family}: ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
+      }
+    }
+    for (const e of c.desired.errors) ctx.out(`error: ${e}\n`);
+    if (orphans) ctx.out(`${orphans} rule(s)/route(s) of wgsplit belong to no profile; \`wgsplit apply\` removes them\n`);
+    return 0;
+  } finally {
+    kernel.close();
+  }
+}

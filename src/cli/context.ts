@@ -1,0 +1,13 @@
+/** What a command needs from the outside world; tests pass fakes. */
+import type { KernelPort } from '../kernel/port.js';
+import type { StateStore } from '../state/owned.js';
+import type { Args } from './args.js';
+
+export interface Context {
+  args: Args;
+  out: (text: string) => void;
+  err: (text: string) => void;
+  kernel: () => Promise<KernelPort>;
+  state: () => StateStore;
+  isTTY: boolean;
+}

@@ -1,0 +1,126 @@
+/**
+ * Profiles + facts -> desired rules and routes. Pure.
+ *
+ * Per profile and family, table T holds:
+ *   - a unicast route via the interface (src = its address) for each include prefix; for the
+ *     default include that is `default dev wg0 src A`;
+ *   - with on_down = "block", an `unreachable` twin of each at BLOCK_METRIC: when the
+ *     interface goes away the kernel drops the dev route and this one answers, so matching
+ *     traffic fails instead of leaking out of the uplink;
+ *   - a `throw` for each excluded prefix (aggregated). A throw ends the lookup in T as if
+ *     nothing matched (ip-route(8)), so the next rule, main, decides;
+ *   - a `throw` for each WireGuard endpoint when the profile can match UDP, or the
+ *     tunnel's own encrypted packets would be routed into the tunnel.
+ * and rules at priority P, `lookup T`, one per combination of protocol, port ranges and uid
+ * ranges, each limited to traffic this host originates (`iif lo`: forwarded traffic, e.g.
+ * from docker containers, has its ingress device there) and to lookups where the source
+ * is not yet chosen or is the tunnel's own address:
+ *   IPv4: `from 0.0.0.0/32` (a new connection's first lookup) and `from <wg address>/32`
+ *         (its second lookup, after the source was taken from T's route). A reply from a
+ *         server on the host has the uplink address as source and matches neither, so it
+ *         leaves where the request came in.
+ *   IPv6: a source prefix never matches a lookup without a source (fib6_rule_match), so
+ *         one rule `from <wg address>/128` with FIB_RULE_FIND_SADDR: the kernel picks the
+ *         source from T's route first and the rule matches when it is the tunnel's.
+ */
+import { BLOCK_METRIC, IPPROTO, PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
+import { aggregate, covers, formatPrefix, parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
+import type { RouteSpec } from '../model/route.js';
+import type { Range, RuleSpec } from '../model/rule.js';
+import type { Profile } from '../profile/types.js';
+import type { Desired, Unit } from './desired.js';
+import { absentInterface, type InterfaceFacts } from './facts.js';
+
+const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
+
+export function compile(profiles: Profile[], facts: Map<string, InterfaceFacts>): Desired {
+  const out: Desired = { units: [], errors: [], warnings: [] };
+  for (const p of profiles) compileProfile(p, facts.get(p.interface) ?? absentInterface(p.interface), out);
+  return out;
+}
+
+function compileProfile(p: Profile, iface: InterfaceFacts, out: Desired): void {
+  const withAddress = ([4, 6] as Family[]).filter((f) => iface.addresses[f].length > 0);
+  if (!iface.exists) {
+    for (const family of p.families ?? ([4, 6] as Family[])) {
+      out.units.push({ profile: p, family, status: 'absent', rules: [], routes: [], notes: [`${p.interface} does not exist`] });
+    }
+    out.warnings.push(`profile ${p.name}: interface ${p.interface} does not exist; its installed state (if any) is left as it is`);
+    return;
+  }
+  const families = p.families ?? withAddress;
+  if (families.length === 0) {
+    out.errors.push(`profile ${p.name}: ${p.interface} has no IPv4 or IPv6 address, so there is no source address for traffic through it`);
+    return;
+  }
+  for (const family of families) {
+    if (iface.addresses[family].length === 0) {
+      out.errors.push(`profile ${p.name}: families includes ${family === 4 ? 'ipv4' : 'ipv6'} but ${p.interface} has no ${FAMILY_NAME[family]} address`);
+      continue;
+    }
+    out.units.push(compileUnit(p, iface, family));
+  }
+}
+
+export function familyPrefixes(sources: Profile['include'], family: Family): Prefix[] {
+  return sources.flatMap((s) => s.prefixes).filter((x) => x.family === family);
+}
+
+function compileUnit(p: Profile, iface: InterfaceFacts, family: Family): Unit {
+  const notes: string[] = [];
+  const src = iface.addresses[family][0];
+  const metric = ROUTE_METRIC[family];
+  const excludes = familyPrefixes(p.exclude, family);
+  const canMatchUdp = p.protocols === undefined || p.protocols.includes('udp');
+  if (canMatchUdp) {
+    for (const ep of iface.endpoints.filter((e) => e.family === family)) {
+      excludes.push(parsePrefixOrThrow(`${ep.address}/${BITS[family]}`));
+      notes.push(`WireGuard endpoint ${ep.address} is excluded so the tunnel's own UDP does not loop into it`);
+    }
+  }
+  const throws = aggregate(excludes);
+  // An include covered by an exclusion would win the longest-prefix match against its throw;
+  // exclusions win, so such includes are dropped. Throws outside every include do nothing.
+  const includes = aggregate(familyPrefixes(p.include, family)).filter((inc) => !throws.some((t) => covers(t, inc)));
+  const usefulThrows = throws.filter((t) => includes.some((inc) => covers(inc, t)));
+
+  const routes: RouteSpec[] = [];
+  for (const inc of includes) {
+    const dst = formatPrefix(inc);
+    routes.push({ family, table: p.table, type: 'unicast', dst, metric, protocol: PROTOCOL_TAG, dev: p.interface, src });
+    if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
+  }
+  for (const t of usefulThrows) routes.push({ family, table: p.table, type: 'throw', dst: formatPrefix(t), metric, protocol: PROTOCOL_TAG });
+
+  const rules: RuleSpec[] = [];
+  if (includes.length === 0) {
+    notes.push(`nothing of ${FAMILY_NAME[family]} is included once exclusions are applied`);
+  } else {
+    const sources: Pick<RuleSpec, 'src' | 'findSaddr'>[] =
+      family === 4
+        ? [{ src: '0.0.0.0/32' }, ...iface.addresses[4].map((a) => ({ src: `${a}/32` }))]
+        : iface.addresses[6].map((a) => ({ src: `${a}/128`, findSaddr: true as const }));
+    const protos: (number | undefined)[] = p.protocols ? p.protocols.map((x) => IPPROTO[x][family]) : [undefined];
+    const opt = <T>(xs: T[]): (T | undefined)[] => (xs.length ? xs : [undefined]);
+    for (const ipproto of protos)
+      for (const dport of opt<Range>(p.dports))
+        for (const sport of opt<Range>(p.sports))
+          for (const uid of opt<Range>(p.uids))
+            for (const s of sources) {
+              const r: RuleSpec = { family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, src: s.src, iif: 'lo' };
+              if (s.findSaddr) r.findSaddr = true;
+              if (ipproto !== undefined) r.ipproto = ipproto;
+              if (dport) r.dport = dport;
+              if (sport) r.sport = sport;
+              if (uid) r.uid = uid;
+              rules.push(r);
+            }
+  }
+  return { profile: p, family, status: 'active', rules, routes, notes };
+}
+
+function parsePrefixOrThrow(text: string): Prefix {
+  const r = parsePrefix(text);
+  if (!r.ok) throw new Error(r.reason);
+  return r.prefix;
+}

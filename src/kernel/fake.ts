@@ -1,0 +1,194 @@
+/**
+ * An in-memory KernelPort for tests (no root, no sockets): interfaces, rules and routes,
+ * foreign ones included, with the kernel's rules for identity and errors as far as wgsplit
+ * can observe them:
+ * - a rule `add` (NLM_F_CREATE|NLM_F_EXCL) fails with EEXIST when an identical rule exists
+ *   (fib_rules.c rule_exists compares every selector, the table and the protocol);
+ * - a route `add` fails with EEXIST when its slot (family, table, dst, metric) is taken, by
+ *   anyone; `replace` overwrites the slot (NLM_F_CREATE|NLM_F_REPLACE);
+ * - deleting a missing rule is ENOENT, a missing route ESRCH (the route delete names type
+ *   and protocol, so it never removes a foreign route sharing the slot);
+ * - a unicast route through a device that does not exist is ENODEV, a `src` that is not
+ *   one of the device's addresses EINVAL.
+ * `dropSelectors` simulates an old kernel that ignores rule attributes it does not know
+ * (nla_parse drops types above its maxtype) and stores a wider rule than was asked for.
+ * Every executed operation is appended to `log` as `<op> <opText>`; `dump()` is the sorted
+ * text of every rule and route, for golden comparisons.
+ */
+import type { InterfaceFacts } from '../compile/facts.js';
+import { absentInterface } from '../compile/facts.js';
+import { WgsplitError } from '../errors.js';
+import { PROTOCOL_TAG } from '../model/constants.js';
+import type { Family } from '../model/prefix.js';
+import { routeKey, routeSlot, type RouteSpec } from '../model/route.js';
+import { ruleKey, type RuleSpec } from '../model/rule.js';
+import type { Op, Plan } from '../plan/plan.js';
+import { opText, routeText, ruleText } from '../plan/render.js';
+import type { KernelPort, ObservedKernel } from './port.js';
+
+/** Rule attributes an old kernel may not know: ipproto/sport/dport/protocol (4.17), uid (4.10). */
+export type DroppableRuleField = 'ipproto' | 'dport' | 'sport' | 'uid' | 'protocol';
+
+export interface FakeKernelOptions {
+  /** true = drop ipproto, dport, sport and uid (a pre-4.17 kernel that still knows FRA_PROTOCOL) */
+  dropSelectors?: boolean | DroppableRuleField[];
+  /** inject a failure: return an errno name (e.g. 'ENOBUFS') to make this op fail */
+  failWhen?: (o: Op) => string | undefined;
+}
+
+const OLD_KERNEL_DROPS: DroppableRuleField[] = ['ipproto', 'dport', 'sport', 'uid'];
+/** Tables never reported as someone else's collision (same as the Linux adapter). */
+const NOT_FOREIGN = new Set([253, 254, 255]);
+
+export class FakeKernel implements KernelPort {
+  readonly interfaces = new Map<string, InterfaceFacts>();
+  rules: RuleSpec[] = [];
+  routes: RouteSpec[] = [];
+  /** every operation executed successfully, in order, as `<op> <opText>` */
+  readonly log: string[] = [];
+  /** how many times observe() was called */
+  observeCalls = 0;
+  private readonly drops: DroppableRuleField[];
+  private readonly failWhen?: (o: Op) => string | undefined;
+
+  constructor(opts: FakeKernelOptions = {}) {
+    this.drops = opts.dropSelectors === true ? OLD_KERNEL_DROPS : opts.dropSelectors || [];
+    this.failWhen = opts.failWhen;
+  }
+
+  /** Add or change an interface (exists and up unless said otherwise). */
+  setInterface(name: string, facts: Partial<Omit<InterfaceFacts, 'name'>> = {}): this {
+    this.interfaces.set(name, {
+      name,
+      exists: facts.exists ?? true,
+      up: facts.up ?? true,
+      addresses: { 4: [...(facts.addresses?.[4] ?? [])], 6: [...(facts.addresses?.[6] ?? [])] },
+      endpoints: [...(facts.endpoints ?? [])],
+    });
+    return this;
+  }
+
+  /** Delete an interface: like the kernel, silently drop every route through it, in every table. */
+  deleteInterface(name: string): this {
+    this.interfaces.delete(name);
+    this.routes = this.routes.filter((r) => r.dev !== name);
+    return this;
+  }
+
+  /** Put a route or rule there directly (someone else's, or ours written earlier), no log. */
+  seedRoute(r: RouteSpec): this {
+    this.routes = this.routes.filter((x) => routeSlot(x) !== routeSlot(r));
+    this.routes.push({ ...r });
+    return this;
+  }
+
+  seedRule(r: RuleSpec): this {
+    this.rules.push({ ...r });
+    return this;
+  }
+
+  /** Clear the op log (e.g. between a first and a second apply). */
+  clearLog(): void {
+    this.log.length = 0;
+  }
+
+  async interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>> {
+    const out = new Map<string, InterfaceFacts>();
+    for (const name of new Set(names)) {
+      const f = this.interfaces.get(name);
+      out.set(name, f ? structuredClone(f) : absentInterface(name));
+    }
+    return out;
+  }
+
+  async observe(): Promise<ObservedKernel> {
+    this.observeCalls++;
+    const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map() };
+    for (const r of this.rules) if (r.protocol === PROTOCOL_TAG) obs.rules.push({ ...r });
+    for (const r of this.routes) {
+      if (r.protocol === PROTOCOL_TAG) obs.routes.push({ ...r });
+      else if (!NOT_FOREIGN.has(r.table)) {
+        const list = obs.foreignRoutes.get(r.table) ?? [];
+        list.push(`IPv${r.family} ${routeText(r)}`);
+        obs.foreignRoutes.set(r.table, list);
+      }
+    }
+    return obs;
+  }
+
+  async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
+    let done = 0;
+    for (const o of plan.ops) {
+      try {
+        this.execute(o);
+      } catch (e) {
+        const err = e as WgsplitError;
+        throw new WgsplitError(err.code ?? 'KERNEL', `${o.op} ${opText(o)}: ${err.message}`, { cause: e });
+      }
+      this.log.push(`${o.op} ${opText(o)}`);
+      onProgress?.(++done, plan.ops.length);
+    }
+  }
+
+  close(): void {}
+
+  /** Sorted text of every rule and route (ours and foreign), one per line. */
+  dump(): string {
+    const lines = [
+      ...this.rules.map((r) => `rule -${r.family} ${ruleText(r)}`),
+      ...this.routes.map((r) => `route -${r.family} ${routeText(r)}`),
+    ].sort();
+    return lines.length ? lines.join('\n') + '\n' : '';
+  }
+
+  private execute(o: Op): void {
+    const injected = this.failWhen?.(o);
+    if (injected) throw new WgsplitError('KERNEL', injected);
+    if (o.kind === 'rule') {
+      const stored = this.strip(o.rule);
+      const key = ruleKey(stored);
+      const i = this.rules.findIndex((r) => ruleKey(r) === key);
+      if (o.op === 'add') {
+        if (i >= 0) throw new WgsplitError('KERNEL', 'EEXIST');
+        this.rules.push(stored);
+      } else {
+        if (i < 0) throw new WgsplitError('KERNEL', 'ENOENT');
+        this.rules.splice(i, 1);
+      }
+      return;
+    }
+    const r = o.route;
+    const slot = routeSlot(r);
+    const i = this.routes.findIndex((x) => routeSlot(x) === slot);
+    if (o.op === 'delete') {
+      if (i < 0 || this.routes[i].type !== r.type || this.routes[i].protocol !== r.protocol) throw new WgsplitError('KERNEL', 'ESRCH');
+      this.routes.splice(i, 1);
+      return;
+    }
+    this.checkRoute(r);
+    if (o.op === 'add') {
+      if (i >= 0) throw new WgsplitError('KERNEL', 'EEXIST');
+      this.routes.push({ ...r });
+    } else if (i >= 0) this.routes[i] = { ...r };
+    else this.routes.push({ ...r });
+  }
+
+  private checkRoute(r: RouteSpec): void {
+    if (r.type !== 'unicast') return;
+    const dev = r.dev === undefined ? undefined : this.interfaces.get(r.dev);
+    if (!dev || !dev.exists) throw new WgsplitError('KERNEL', 'ENODEV');
+    if (r.src !== undefined && !dev.addresses[r.family as Family].includes(r.src)) throw new WgsplitError('KERNEL', 'EINVAL');
+  }
+
+  private strip(r: RuleSpec): RuleSpec {
+    const s: RuleSpec = { ...r };
+    for (const f of this.drops) {
+      if (f === 'protocol') s.protocol = 0;
+      else delete s[f];
+    }
+    return s;
+  }
+}
+
+/** Both kinds of identity, re-exported for tests that compare states. */
+export { routeKey, ruleKey };

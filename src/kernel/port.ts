@@ -1,0 +1,20 @@
+/**
+ * The seam between the pure core and the kernel: reconcile is written against KernelPort,
+ * so tests can swap in the in-memory fake (fake.ts) and golden-test whole commands.
+ */
+import type { InterfaceFacts } from '../compile/facts.js';
+import type { Observed } from '../plan/diff.js';
+import type { Plan } from '../plan/plan.js';
+
+export interface ObservedKernel extends Observed {
+  /** routes in each table that do not carry our tag: a table collision if we want it */
+  foreignRoutes: Map<number, string[]>;
+}
+
+export interface KernelPort {
+  interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>>;
+  observe(): Promise<ObservedKernel>;
+  /** execute the plan in order; on failure throw a WgsplitError naming the operation */
+  apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
+  close(): void;
+}

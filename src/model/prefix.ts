@@ -1,0 +1,162 @@
+/**
+ * IP prefixes as (family, bigint network, length): parsing with strict host-bit checks,
+ * formatting in the kernel's canonical form, and aggregation (merge covered and adjacent
+ * prefixes) so a table holds as few `throw` routes as possible. Pure: no I/O.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type Family = 4 | 6;
+
+export interface Prefix {
+  family: Family;
+  addr: bigint; // network address, host bits zero
+  len: number;
+}
+
+export const BITS: Record<Family, number> = { 4: 32, 6: 128 };
+
+export function parseAddress(text: string): { family: Family; addr: bigint } | undefined {
+  if (isIPv4(text)) {
+    const parts = text.split('.').map(Number);
+    return { family: 4, addr: BigInt(((parts[0] << 24) >>> 0) + (parts[1] << 16) + (parts[2] << 8) + parts[3]) };
+  }
+  if (isIPv6(text)) {
+    let s = text.toLowerCase();
+    // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
+    const v4tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+    if (v4tail) {
+      const v4 = parseAddress(v4tail[1])!.addr;
+      s = s.slice(0, v4tail.index) + ((v4 >> 16n) & 0xffffn).toString(16) + ':' + (v4 & 0xffffn).toString(16);
+    }
+    const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
+    const h = head ? head.split(':') : [];
+    const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+    const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+    let addr = 0n;
+    for (const g of groups) addr = (addr << 16n) | BigInt(parseInt(g, 16));
+    return { family: 6, addr };
+  }
+  return undefined;
+}
+
+export function formatAddress(family: Family, addr: bigint): string {
+  if (family === 4) {
+    return [24n, 16n, 8n, 0n].map((s) => ((addr >> s) & 0xffn).toString()).join('.');
+  }
+  const groups: number[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(Number((addr >> BigInt(i * 16)) & 0xffffn));
+  // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on ties.
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(':');
+  return hex.slice(0, best).join(':') + '::' + hex.slice(best + bestLen).join(':');
+}
+
+export function mask(family: Family, len: number): bigint {
+  const bits = BITS[family];
+  return ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - len)) - 1n);
+}
+
+export type PrefixParse = { ok: true; prefix: Prefix } | { ok: false; reason: string };
+
+/**
+ * Parse `a.b.c.d/len`, `x::/len` or a bare address (a host prefix). Host bits set
+ * (`10.0.0.1/8`) is an error, not silently truncated: it is almost always a typo.
+ */
+export function parsePrefix(text: string): PrefixParse {
+  const slash = text.indexOf('/');
+  const addrText = slash < 0 ? text : text.slice(0, slash);
+  const a = parseAddress(addrText);
+  if (!a) return { ok: false, reason: `"${text}" is not an IPv4 or IPv6 prefix` };
+  const bits = BITS[a.family];
+  let len = bits;
+  if (slash >= 0) {
+    const lenText = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > bits) {
+      return { ok: false, reason: `"${text}": prefix length must be 0-${bits} for IPv${a.family}` };
+    }
+    len = Number(lenText);
+  }
+  const m = mask(a.family, len);
+  if ((a.addr & ~m & ((1n << BigInt(bits)) - 1n)) !== 0n) {
+    const net = formatPrefix({ family: a.family, addr: a.addr & m, len });
+    return { ok: false, reason: `"${text}" has host bits set (did you mean ${net}?)` };
+  }
+  return { ok: true, prefix: { family: a.family, addr: a.addr, len } };
+}
+
+/** Parse a prefix that is known to be valid (constants, kernel output). */
+export function prefix(text: string): Prefix {
+  const r = parsePrefix(text);
+  if (!r.ok) throw new Error(r.reason);
+  return r.prefix;
+}
+
+export function formatPrefix(p: Prefix): string {
+  return `${formatAddress(p.family, p.addr)}/${p.len}`;
+}
+
+/** True when `outer` covers `inner` (same family, shorter or equal and same network). */
+export function covers(outer: Prefix, inner: Prefix): boolean {
+  return outer.family === inner.family && outer.len <= inner.len && (inner.addr & mask(outer.family, outer.len)) === outer.addr;
+}
+
+export function containsAddress(p: Prefix, family: Family, addr: bigint): boolean {
+  return p.family === family && (addr & mask(family, p.len)) === p.addr;
+}
+
+export function comparePrefix(a: Prefix, b: Prefix): number {
+  if (a.family !== b.family) return a.family - b.family;
+  if (a.addr !== b.addr) return a.addr < b.addr ? -1 : 1;
+  return a.len - b.len;
+}
+
+/**
+ * The smallest set of prefixes covering exactly the same addresses: drop prefixes covered
+ * by another, then merge sibling pairs (10.0.0.0/9 + 10.128.0.0/9 = 10.0.0.0/8) until
+ * nothing changes. O(n log n); used before programming so a table holds one `throw` per
+ * aggregate (each is one FIB entry).
+ */
+export function aggregate(prefixes: readonly Prefix[]): Prefix[] {
+  const out: Prefix[] = [];
+  for (const fam of [4, 6] as Family[]) {
+    const sorted = prefixes.filter((p) => p.family === fam).sort(comparePrefix);
+    // Stack-based merge: sorted by address, covered prefixes follow their cover.
+    const stack: Prefix[] = [];
+    for (const p of sorted) {
+      const top = stack[stack.length - 1];
+      if (top && covers(top, p)) continue;
+      stack.push(p);
+      // Merge siblings as long as the last two are the halves of one parent.
+      while (stack.length >= 2) {
+        const b = stack[stack.length - 1];
+        const a = stack[stack.length - 2];
+        if (a.len !== b.len || a.len === 0) break;
+        const parentLen = a.len - 1;
+        const pm = mask(fam, parentLen);
+        if ((a.addr & pm) !== (b.addr & pm) || a.addr === b.addr) break;
+        stack.splice(stack.length - 2, 2, { family: fam, addr: a.addr & pm, len: parentLen });
+        // The new parent may now cover or pair with what is below it.
+        while (stack.length >= 2 && covers(stack[stack.length - 2], stack[stack.length - 1])) stack.pop();
+      }
+    }
+    out.push(...stack);
+  }
+  return out;
+}
+
+export function prefixKey(p: Prefix): string {
+  return formatPrefix(p);
+}
+
+export const DEFAULT_ROUTE: Record<Family, Prefix> = {
+  4: { family: 4, addr: 0n, len: 0 },
+  6: { family: 6, addr: 0n, len: 0 },
+};

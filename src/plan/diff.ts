@@ -1,0 +1,62 @@
+/**
+ * diff(desired, observed) -> Plan. Pure.
+ *
+ * Order matters so that matching traffic never leaks to main nor is black-holed while a
+ * profile changes:
+ *   1. routes added or replaced (a table is complete before any rule points at it; a changed
+ *      route is replaced in its slot, atomically, by NLM_F_REPLACE),
+ *   2. rules added (a new rule is inserted after existing rules of the same priority, so
+ *      the old one keeps answering until step 3),
+ *   3. rules deleted,
+ *   4. routes deleted (no rule points at a table being emptied any more).
+ * Only objects carrying our protocol tag are ever observed, and of those only objects in
+ * `scope` tables are deleted: `up wg0` never touches another interface's profiles.
+ */
+import type { Desired } from '../compile/desired.js';
+import { routeKey, routeSlot, type RouteSpec } from '../model/route.js';
+import { ruleKey, type RuleSpec } from '../model/rule.js';
+import type { Op, Plan } from './plan.js';
+
+export interface Observed {
+  rules: RuleSpec[]; // ours only (protocol tag)
+  routes: RouteSpec[]; // ours only
+}
+
+export function diff(desired: Desired, observed: Observed, scope: Set<number>): Plan {
+  const active = desired.units.filter((u) => u.status === 'active');
+  // Tables of absent interfaces are frozen: neither added to nor removed from.
+  const frozen = new Set(desired.units.filter((u) => u.status === 'absent').map((u) => `${u.family}|${u.profile.table}`));
+  const isFrozen = (family: number, table: number) => frozen.has(`${family}|${table}`);
+
+  const wantRoutes = new Map<string, { route: RouteSpec; profile: string }>();
+  const wantRules = new Map<string, { rule: RuleSpec; profile: string }>();
+  for (const u of active) {
+    for (const r of u.routes) wantRoutes.set(routeSlot(r), { route: r, profile: u.profile.name });
+    for (const r of u.rules) wantRules.set(ruleKey(r), { rule: r, profile: u.profile.name });
+  }
+  const haveRoutes = new Map(observed.routes.map((r) => [routeSlot(r), r]));
+  const haveRules = new Map(observed.rules.map((r) => [ruleKey(r), r]));
+  const inScope = (family: number, table: number) => scope.has(table) && !isFrozen(family, table);
+
+  const routeAdds: Op[] = [];
+  const routeDels: Op[] = [];
+  const ruleAdds: Op[] = [];
+  const ruleDels: Op[] = [];
+  for (const [slot, w] of wantRoutes) {
+    const have = haveRoutes.get(slot);
+    if (!have) routeAdds.push({ op: 'add', kind: 'route', route: w.route, profile: w.profile });
+    else if (routeKey(have) !== routeKey(w.route)) routeAdds.push({ op: 'replace', kind: 'route', route: w.route, was: have, profile: w.profile });
+  }
+  for (const [slot, r] of haveRoutes) {
+    if (!wantRoutes.has(slot) && inScope(r.family, r.table)) routeDels.push({ op: 'delete', kind: 'route', route: r, profile: profileOf(desired, r.table) });
+  }
+  for (const [key, w] of wantRules) if (!haveRules.has(key)) ruleAdds.push({ op: 'add', kind: 'rule', rule: w.rule, profile: w.profile });
+  for (const [key, r] of haveRules) {
+    if (!wantRules.has(key) && inScope(r.family, r.table)) ruleDels.push({ op: 'delete', kind: 'rule', rule: r, profile: profileOf(desired, r.table) });
+  }
+  return { ops: [...routeAdds, ...ruleAdds, ...ruleDels, ...routeDels] };
+}
+
+function profileOf(desired: Desired, table: number): string | undefined {
+  return desired.units.find((u) => u.profile.table === table)?.profile.name;
+}

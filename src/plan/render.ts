@@ -1,0 +1,104 @@
+/**
+ * Plans as text: the +/- view a person reads (diff, apply --dry-run), and the same
+ * operations as `ip -batch` lines. Pure; colour is decided by the caller.
+ */
+import { PROTOCOL_NAME, ROUTE_METRIC } from '../model/constants.js';
+import type { RouteSpec } from '../model/route.js';
+import { ruleSelectorText, type RuleSpec } from '../model/rule.js';
+import type { Op, Plan } from './plan.js';
+
+export function routeText(r: RouteSpec): string {
+  const dst = r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst;
+  const parts: string[] = [];
+  if (r.type !== 'unicast') parts.push(r.type);
+  parts.push(dst);
+  if (r.dev) parts.push(`dev ${r.dev}`);
+  if (r.src) parts.push(`src ${r.src}`);
+  parts.push(`table ${r.table}`);
+  if (r.metric !== ROUTE_METRIC[r.family]) parts.push(`metric ${r.metric}`);
+  parts.push(`proto ${r.protocol === 87 ? PROTOCOL_NAME : r.protocol}`);
+  return parts.join(' ');
+}
+
+export function ruleText(r: RuleSpec): string {
+  return `pref ${r.priority} ${ruleSelectorText(r)} lookup ${r.table} proto ${r.protocol === 87 ? PROTOCOL_NAME : r.protocol}${r.findSaddr ? ' [find-saddr]' : ''}`;
+}
+
+export function opText(o: Op): string {
+  if (o.kind === 'rule') return `rule ${ruleText(o.rule)}`;
+  return `route ${routeText(o.route)}`;
+}
+
+const SIGN: Record<Op['op'], string> = { add: '+', replace: '~', delete: '-' };
+const COLOUR: Record<Op['op'], string> = { add: '\x1b[32m', replace: '\x1b[33m', delete: '\x1b[31m' };
+
+export interface RenderOptions {
+  colour?: boolean;
+  /** print every route even in large groups (default: summarise runs of throw routes) */
+  full?: boolean;
+  /** after this many throw routes of one kind in a group, print a count instead */
+  summariseAfter?: number;
+}
+
+/** Grouped by profile and family, one +/-/~ line per rule or route. */
+export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
+  if (plan.ops.length === 0) return '';
+  const groups = new Map<string, Op[]>();
+  for (const o of plan.ops) {
+    const fam = o.kind === 'rule' ? o.rule.family : o.route.family;
+    const table = o.kind === 'rule' ? o.rule.table : o.route.table;
+    const head = `${o.profile ? `profile ${o.profile}` : `no profile (table ${table})`}, IPv${fam}:`;
+    (groups.get(head) ?? groups.set(head, []).get(head)!).push(o);
+  }
+  const limit = opts.full ? Infinity : opts.summariseAfter ?? 10;
+  const lines: string[] = [];
+  for (const [head, ops] of groups) {
+    lines.push(head);
+    const throwCount = new Map<string, number>();
+    const hidden = new Map<string, number>();
+    for (const o of ops) {
+      const isThrow = o.kind === 'route' && o.route.type === 'throw';
+      if (isThrow) {
+        const n = (throwCount.get(o.op) ?? 0) + 1;
+        throwCount.set(o.op, n);
+        if (n > limit) {
+          hidden.set(o.op, (hidden.get(o.op) ?? 0) + 1);
+          continue;
+        }
+      }
+      let line = `  ${SIGN[o.op]} ${opText(o)}`;
+      if (o.op === 'replace' && o.kind === 'route' && o.was) line += `   (was: ${routeText(o.was)})`;
+      lines.push(opts.colour ? `${COLOUR[o.op]}${line}\x1b[0m` : line);
+    }
+    for (const [op, n] of hidden) {
+      const line = `  ${SIGN[op as Op['op']]} ... and ${n} more throw route${n > 1 ? 's' : ''} (--full to list)`;
+      lines.push(opts.colour ? `${COLOUR[op as Op['op']]}${line}\x1b[0m` : line);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function summary(plan: Plan): { add: number; replace: number; delete: number } {
+  const s = { add: 0, replace: 0, delete: 0 };
+  for (const o of plan.ops) s[o.op]++;
+  return s;
+}
+
+/** One `ip -batch` line (without the leading `ip`) per operation. */
+export function ipBatchLine(o: Op): string {
+  if (o.kind === 'rule') {
+    const r = o.rule;
+    const verb = o.op === 'delete' ? 'del' : 'add';
+    return `-${r.family} rule ${verb} pref ${r.priority} ${ruleSelectorText(r)} lookup ${r.table} proto ${r.protocol}`;
+  }
+  const r = o.route;
+  const verb = o.op === 'delete' ? 'del' : o.op === 'replace' ? 'replace' : 'add';
+  const dst = r.dst;
+  const parts = [`-${r.family} route ${verb}`];
+  if (r.type !== 'unicast') parts.push(r.type);
+  parts.push(dst);
+  if (r.dev) parts.push(`dev ${r.dev}`);
+  if (r.src) parts.push(`src ${r.src}`);
+  parts.push(`table ${r.table} metric ${r.metric} proto ${r.protocol}`);
+  return parts.join(' ');
+}

@@ -1,0 +1,74 @@
+/**
+ * The only file reads of profiles: list `*.toml` directly in the config directory, refuse
+ * a directory or file that someone other than root could change (it decides where root's
+ * traffic goes; the same rule as sshd's StrictModes), parse and validate everything, and
+ * report every problem at once.
+ */
+import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { WgsplitError, type Problem } from '../errors.js';
+import { parseProfile } from './parse.js';
+import type { Profile } from './types.js';
+import { validateSet } from './validateSet.js';
+
+export interface LoadedProfiles {
+  dir: string;
+  profiles: Profile[];
+}
+
+function permissionProblem(path: string, st: Stats, what: string): string | undefined {
+  if (st.uid !== 0) return `${what} ${path} is owned by uid ${st.uid}, not root: refusing it, since it decides where root's traffic goes (chown root ${path})`;
+  if (st.mode & 0o022)
+    return `${what} ${path} is writable by ${st.mode & 0o020 ? 'group' : 'others'} (mode ${(st.mode & 0o777).toString(8)}): refusing it (chmod go-w ${path})`;
+  return undefined;
+}
+
+/** Root-only ownership check; skipped when not running as root (check by a normal user). */
+function checkPerms(path: string, what: string, problems: string[]): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) return;
+  const p = permissionProblem(path, statSync(path), what);
+  if (p) problems.push(p);
+}
+
+export function loadProfileDir(dir: string): LoadedProfiles {
+  const abs = resolve(dir);
+  let entries: string[];
+  try {
+    if (!statSync(abs).isDirectory()) throw new WgsplitError('ENVIRONMENT', `config path ${abs} is not a directory`);
+    entries = readdirSync(abs).filter((f) => f.endsWith('.toml')).sort();
+  } catch (e) {
+    if (e instanceof WgsplitError) throw e;
+    throw new WgsplitError('ENVIRONMENT', `cannot read config directory ${abs}: ${(e as NodeJS.ErrnoException).code ?? e}; create it and add a profile (see wgsplit.toml(5)), or pass --config DIR`, { cause: e });
+  }
+  const perms: string[] = [];
+  checkPerms(abs, 'config directory', perms);
+  const files = entries.map((f) => join(abs, f));
+  for (const f of files) checkPerms(f, 'profile', perms);
+  if (perms.length) throw new WgsplitError('CONFIG_PERMS', perms.join('\n'));
+  return { dir: abs, profiles: loadProfileFiles(files) };
+}
+
+/** Parse and cross-validate the given files; throws PROFILE with every problem. */
+export function loadProfileFiles(files: string[]): Profile[] {
+  const problems: Problem[] = [];
+  const texts = new Map<string, string>();
+  const profiles: Profile[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      problems.push({ file, line: 1, col: 1, message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` });
+      continue;
+    }
+    texts.set(file, text);
+    const r = parseProfile(file, text);
+    problems.push(...r.problems);
+    if (r.profile) profiles.push(r.profile);
+  }
+  problems.push(...validateSet(profiles, texts));
+  if (problems.length) {
+    throw new WgsplitError('PROFILE', `${problems.length} problem${problems.length > 1 ? 's' : ''} in profiles`, { problems });
+  }
+  return profiles;
+}

@@ -1,0 +1,30 @@
+/**
+ * The shape of a profile file (zod). Strict: an unknown key is an error, because a typo
+ * (`exlcude`) silently ignored would widen the tunnel. Values are checked further in
+ * parse.ts (prefixes, ranges) where positions are known.
+ */
+import { z } from 'zod';
+
+const portOrRange = z.union([z.number().int(), z.string()]);
+const stringList = z.array(z.string());
+
+export const profileSchema = z
+  .object({
+    interface: z.string({ required_error: 'missing required key "interface" (the WireGuard interface, e.g. "wg0")' }),
+    table: z.number().int().optional(),
+    priority: z.number().int().optional(),
+    protocols: stringList.optional(),
+    include: stringList.optional(),
+    exclude: stringList.optional(),
+    dports: z.array(portOrRange).optional(),
+    sports: z.array(portOrRange).optional(),
+    uids: z.array(portOrRange).optional(),
+    families: stringList.optional(),
+    on_down: z.string().optional(),
+    description: z.string().optional(),
+  })
+  .strict();
+
+export type RawProfile = z.infer<typeof profileSchema>;
+
+export const PROFILE_KEYS = Object.keys(profileSchema.shape);

@@ -1,0 +1,30 @@
+/** A validated profile: what one `*.toml` file in the config directory asks for. */
+import type { Family, Prefix } from '../model/prefix.js';
+import type { Range } from '../model/rule.js';
+
+export type Protocol = 'tcp' | 'udp' | 'icmp';
+
+/** Where a prefix came from, so `explain` can say "excluded by @rfc1918 (192.168.0.0/16)". */
+export interface PrefixSource {
+  text: string; // as written: "@private", "10.0.0.0/8"
+  prefixes: Prefix[];
+}
+
+export interface Profile {
+  name: string; // file name without .toml
+  file: string; // path as given
+  interface: string;
+  table: number;
+  priority: number;
+  /** undefined = all protocols (no ipproto selector) */
+  protocols?: Protocol[];
+  include: PrefixSource[];
+  exclude: PrefixSource[];
+  dports: Range[];
+  sports: Range[];
+  uids: Range[];
+  /** undefined = every family the interface has an address in */
+  families?: Family[];
+  onDown: 'block' | 'direct';
+  description?: string;
+}

@@ -1,0 +1,127 @@
+/**
+ * observe -> compile -> plan -> apply -> read back. Written against KernelPort and
+ * StateStore so it runs unchanged on the real kernel and on the fake.
+ */
+import { compile } from '../compile/compile.js';
+import type { Desired } from '../compile/desired.js';
+import type { InterfaceFacts } from '../compile/facts.js';
+import { WgsplitError } from '../errors.js';
+import type { KernelPort, ObservedKernel } from '../kernel/port.js';
+import { diff } from '../plan/diff.js';
+import type { Plan } from '../plan/plan.js';
+import { opText } from '../plan/render.js';
+import type { Profile } from '../profile/types.js';
+import type { StateStore } from '../state/owned.js';
+
+export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
+
+export interface Computed {
+  desired: Desired;
+  observed: ObservedKernel;
+  facts: Map<string, InterfaceFacts>;
+  scope: Set<number>;
+  plan: Plan;
+}
+
+/** Everything short of writing: the plan `diff`, `--dry-run` and apply share. */
+export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command): Promise<Computed> {
+  const selected = cmd.kind === 'apply' ? profiles : profiles.filter((p) => p.interface === cmd.iface);
+  const facts = await kernel.interfaceFacts(cmd.kind === 'down' ? [] : selected.map((p) => p.interface));
+  if (cmd.kind === 'up' && !(await kernel.interfaceFacts([cmd.iface])).get(cmd.iface)?.exists) {
+    throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (is it up? wg-quick runs PostUp after creating it)`);
+  }
+  const desired = cmd.kind === 'down' ? { units: [], errors: [], warnings: [] } : compile(selected, facts);
+  const observed = await kernel.observe();
+  const owned = state.load();
+  const scope = new Set<number>();
+  if (cmd.kind === 'apply') {
+    for (const r of observed.rules) scope.add(r.table);
+    for (const r of observed.routes) scope.add(r.table);
+  } else {
+    for (const p of selected) scope.add(p.table);
+    for (const [t, o] of Object.entries(owned.tables)) if (o.interface === cmd.iface) scope.add(Number(t));
+  }
+  for (const u of desired.units) scope.add(u.profile.table);
+  return { desired, observed, facts, scope, plan: diff(desired, observed, scope) };
+}
+
+/** Refuse before writing anything: compile errors, tables that hold someone else's routes. */
+export function preflight(c: Computed): void {
+  const problems = [...c.desired.errors];
+  const seen = new Set<number>();
+  for (const u of c.desired.units) {
+    if (u.status !== 'active' || seen.has(u.profile.table)) continue;
+    seen.add(u.profile.table);
+    const foreign = c.observed.foreignRoutes.get(u.profile.table);
+    if (foreign?.length) {
+      problems.push(
+        `profile ${u.profile.name}: table ${u.profile.table} already holds ${foreign.length} route${foreign.length > 1 ? 's' : ''} wgsplit did not make (${foreign.slice(0, 2).join('; ')}${foreign.length > 2 ? '; ...' : ''}); choose another table`,
+      );
+    }
+  }
+  if (problems.length) throw new WgsplitError('ENVIRONMENT', problems.join('\n'));
+}
+
+export interface ApplyResult extends Computed {
+  written: number;
+}
+
+/**
+ * Apply the plan, then read the kernel back and compare. A kernel that stored something
+ * else (old kernels ignore rule selectors they do not know and install a catch-all) fails
+ * closed: every rule of ours that no profile wants is removed again, and the error says so.
+ */
+export async function applyCommand(
+  kernel: KernelPort,
+  state: StateStore,
+  profiles: Profile[],
+  cmd: Command,
+  onProgress?: (done: number, total: number) => void,
+): Promise<ApplyResult> {
+  const c = await computePlan(kernel, state, profiles, cmd);
+  preflight(c);
+  // Record ownership before writing, so a crash mid-apply still lets `down` find it.
+  recordOwnership(state, c, cmd);
+  if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);
+  const after = await kernel.observe();
+  const residue = diff(c.desired, after, c.scope);
+  if (residue.ops.length) {
+    const stray = residue.ops.filter((o) => o.kind === 'rule' && o.op === 'delete');
+    if (stray.length) await kernel.apply({ ops: stray });
+    throw new WgsplitError(
+      'KERNEL_UNSUPPORTED',
+      `the kernel stored something other than what was asked for; removed the stray rules to fail closed:\n` +
+        residue.ops.map((o) => `  ${o.op} ${opText(o)}`).join('\n') +
+        `\n(rule selectors such as ipproto, dport and uidrange need Linux 4.17+)`,
+    );
+  }
+  if (cmd.kind === 'down') forgetOwnership(state, c);
+  return { ...c, written: c.plan.ops.length };
+}
+
+function recordOwnership(state: StateStore, c: Computed, cmd: Command): void {
+  if (cmd.kind === 'down') return;
+  const owned = state.load();
+  let changed = false;
+  for (const u of c.desired.units) {
+    const key = String(u.profile.table);
+    const prev = owned.tables[key];
+    if (!prev || prev.interface !== u.profile.interface || prev.profile !== u.profile.name) {
+      owned.tables[key] = { interface: u.profile.interface, profile: u.profile.name };
+      changed = true;
+    }
+  }
+  // Tables this apply empties are forgotten (apply removes everything no profile wants).
+  if (cmd.kind === 'apply') {
+    const wanted = new Set(c.desired.units.map((u) => String(u.profile.table)));
+    for (const t of Object.keys(owned.tables)) if (!wanted.has(t)) (delete owned.tables[t], (changed = true));
+  }
+  if (changed) state.save(owned);
+}
+
+function forgetOwnership(state: StateStore, c: Computed): void {
+  const owned = state.load();
+  let changed = false;
+  for (const t of c.scope) if (owned.tables[String(t)]) (delete owned.tables[String(t)], (changed = true));
+  if (changed) state.save(owned);
+}

@@ -1,0 +1,62 @@
+/**
+ * Which interface each of our tables served, so `wgsplit down wg0` from wg-quick's
+ * PostDown (which runs after wg0 is deleted, when the kernel has already dropped every
+ * route naming it) still finds the state of profiles deleted since they were applied.
+ * Kept in /run (tmpfs, gone at reboot like the kernel state it describes), one file per
+ * network namespace, keyed by the namespace's inode.
+ */
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export interface OwnedTables {
+  /** table number -> interface and profile that last owned it */
+  tables: Record<string, { interface: string; profile: string }>;
+}
+
+export interface StateStore {
+  load(): OwnedTables;
+  save(s: OwnedTables): void;
+}
+
+function netnsId(): string {
+  try {
+    return String(statSync('/proc/self/ns/net').ino);
+  } catch {
+    return 'default';
+  }
+}
+
+export function stateFilePath(): string {
+  const dir = process.env.WGSPLIT_STATE_DIR ?? '/run/wgsplit';
+  return `${dir}/owned-${netnsId()}.json`;
+}
+
+export class FileStateStore implements StateStore {
+  constructor(private readonly path = stateFilePath()) {}
+
+  load(): OwnedTables {
+    try {
+      const s = JSON.parse(readFileSync(this.path, 'utf8')) as OwnedTables;
+      return { tables: s.tables ?? {} };
+    } catch {
+      return { tables: {} };
+    }
+  }
+
+  save(s: OwnedTables): void {
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o755 });
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(s, null, 1) + '\n', { mode: 0o644 });
+    renameSync(tmp, this.path); // atomic: a concurrent reader sees old or new, never half
+  }
+}
+
+export class MemoryStateStore implements StateStore {
+  private s: OwnedTables = { tables: {} };
+  load(): OwnedTables {
+    return structuredClone(this.s);
+  }
+  save(s: OwnedTables): void {
+    this.s = structuredClone(s);
+  }
+}
