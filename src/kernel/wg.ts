@@ -1,8 +1,10 @@
 /**
  * WireGuard endpoints via `wg show IFACE endpoints`: works for kernel WireGuard and for
  * userspace implementations (wireguard-go) alike, which a netlink genl query would not.
+ * NOTE: node's execFile, not execa, on purpose: this runs on every `wgsplit up` from
+ * wg-quick, and importing execa costs ~130 ms here (more than node's own start-up).
  */
-import { execa } from 'execa';
+import { execFile } from 'node:child_process';
 import { parseAddress } from '../model/prefix.js';
 import type { Endpoint } from '../compile/facts.js';
 
@@ -22,11 +24,12 @@ export function parseEndpoints(text: string): Endpoint[] {
 }
 
 export async function wgEndpoints(iface: string): Promise<{ endpoints: Endpoint[]; note?: string }> {
-  try {
-    const r = await execa('wg', ['show', iface, 'endpoints'], { reject: false, timeout: 5000 });
-    if (r.exitCode !== 0) return { endpoints: [], note: `wg show ${iface} endpoints failed: ${String(r.stderr).trim() || 'exit ' + r.exitCode}` };
-    return { endpoints: parseEndpoints(String(r.stdout)) };
-  } catch (e) {
-    return { endpoints: [], note: `wg (wireguard-tools) not available: ${(e as Error).message.split('\n')[0]}` };
-  }
+  return new Promise((resolve) => {
+    execFile('wg', ['show', iface, 'endpoints'], { timeout: 5000 }, (err, stdout, stderr) => {
+      if (!err) return resolve({ endpoints: parseEndpoints(stdout) });
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') return resolve({ endpoints: [], note: 'wg (wireguard-tools) is not installed: WireGuard endpoints unknown' });
+      resolve({ endpoints: [], note: `wg show ${iface} endpoints failed: ${stderr.trim() || e.message}` });
+    });
+  });
 }

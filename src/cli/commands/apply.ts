@@ -36,7 +36,8 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
     if (!ctx.args.quiet) {
       const s = summary(r.plan);
       const ms = (performance.now() - started).toFixed(0);
-      const what = r.written === 0 ? 'already in sync, nothing written' : `${s.add} added, ${s.replace} replaced, ${s.delete} removed`;
+      const counts = [s.add && `${s.add} added`, s.replace && `${s.replace} replaced`, s.delete && `${s.delete} removed`].filter(Boolean).join(', ');
+      const what = r.written === 0 ? 'already in sync, nothing written' : `${counts} (rules and routes)`;
       const profilesText = cmd.kind === 'down' ? '' : ` (${[...new Set(r.desired.units.map((u) => u.profile.name))].join(', ') || 'no profiles'})`;
       ctx.out(`wgsplit: ${label}${profilesText}: ${what} in ${ms} ms\n`);
     }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what wgsplit's demo and tests need, only what is missing:
+#   Debian packages iproute2, nftables, wireguard-tools, wireguard-go (and iptables, util-linux
+#   for setpriv), then the npm packages, then builds. Safe to run again: it does nothing
+#   when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+[ -x /usr/sbin/nft ] || need+=(nftables)
+command -v wg >/dev/null || need+=(wireguard-tools)
+command -v wireguard-go >/dev/null || need+=(wireguard-go)
+command -v setpriv >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing ${need[*]}; run as root (apt-get install ${need[*]})" >&2
+    exit 2
+  fi
+  echo "setup: installing ${need[*]} from Debian's packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# npm ci when node_modules is missing or older than the lockfile.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+npm run --silent build >&2
