@@ -10,4 +10,6 @@ export interface Context {
   kernel: () => Promise<KernelPort>;
   state: () => StateStore;
   isTTY: boolean;
+  /** lock file path (tests); default per network namespace under /run/wgsplit */
+  lockPath?: string;
 }

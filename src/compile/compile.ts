@@ -7,8 +7,10 @@
  *   - with on_down = "block", an `unreachable` twin of each at BLOCK_METRIC: when the
  *     interface goes away the kernel drops the dev route and this one answers, so matching
  *     traffic fails instead of leaking out of the uplink;
- *   - a `throw` for each excluded prefix (aggregated). A throw ends the lookup in T as if
- *     nothing matched (ip-route(8)), so the next rule, main, decides;
+ *   - a `throw` for each excluded prefix (aggregated), and with exclude_connected for each
+ *     network directly connected to the host (LAN, docker bridges on any range, even a
+ *     pinned public one). A throw ends the lookup in T as if nothing matched (ip-route(8)),
+ *     so the next rule, main, decides;
  *   - a `throw` for each WireGuard endpoint when the profile can match UDP, or the
  *     tunnel's own encrypted packets would be routed into the tunnel.
  * and rules at priority P, `lookup T`, one per combination of protocol, port ranges and uid
@@ -29,36 +31,58 @@ import type { RouteSpec } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
-import { absentInterface, type InterfaceFacts } from './facts.js';
+import { absentInterface, facts, type ConnectedRoute, type Facts, type InterfaceFacts } from './facts.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
-export function compile(profiles: Profile[], facts: Map<string, InterfaceFacts>): Desired {
+export function compile(profiles: Profile[], input: Facts | Map<string, InterfaceFacts>): Desired {
+  const f = input instanceof Map ? facts(input) : input;
   const out: Desired = { units: [], errors: [], warnings: [] };
-  for (const p of profiles) compileProfile(p, facts.get(p.interface) ?? absentInterface(p.interface), out);
+  for (const p of profiles) compileProfile(p, f, out);
   return out;
 }
 
-function compileProfile(p: Profile, iface: InterfaceFacts, out: Desired): void {
-  const withAddress = ([4, 6] as Family[]).filter((f) => iface.addresses[f].length > 0);
-  if (!iface.exists) {
+/**
+ * Which families a profile covers and in what state. Families: the explicit `families`, or
+ * every family the interface has (or, while it is down, had) an address in.
+ */
+function compileProfile(p: Profile, f: Facts, out: Desired): void {
+  const iface = f.interfaces.get(p.interface) ?? absentInterface(p.interface);
+  const memory = f.remembered.get(p.interface);
+  if (f.stopped.has(p.interface)) {
+    for (const family of p.families ?? ([4, 6] as Family[])) {
+      out.units.push({ profile: p, family, status: 'stopped', rules: [], routes: [], notes: [`${p.interface} was taken down with \`wgsplit down ${p.interface}\``] });
+    }
+    return;
+  }
+  const live = iface.exists && iface.up;
+  const has = (x: InterfaceFacts | undefined, fam: Family) => !!x && x.addresses[fam].length > 0;
+  const known = ([4, 6] as Family[]).filter((fam) => (live && has(iface, fam)) || has(memory, fam) || (!live && has(iface, fam)));
+  const families = p.families ?? known;
+  if (!iface.exists && !memory) {
     for (const family of p.families ?? ([4, 6] as Family[])) {
       out.units.push({ profile: p, family, status: 'absent', rules: [], routes: [], notes: [`${p.interface} does not exist`] });
     }
     out.warnings.push(`profile ${p.name}: interface ${p.interface} does not exist; its installed state (if any) is left as it is`);
     return;
   }
-  const families = p.families ?? withAddress;
   if (families.length === 0) {
     out.errors.push(`profile ${p.name}: ${p.interface} has no IPv4 or IPv6 address, so there is no source address for traffic through it`);
     return;
   }
   for (const family of families) {
-    if (iface.addresses[family].length === 0) {
+    if (live && has(iface, family)) {
+      out.units.push(compileUnit(p, iface, family, f.connected, 'active'));
+    } else if (has(memory, family) || has(iface, family)) {
+      // Down, gone, or lost this family's address: keep rules and throws; the kernel has
+      // already dropped the dev routes, and on_down decides between unreachable and main.
+      const basis = has(iface, family) ? { ...iface, endpoints: memory?.endpoints ?? iface.endpoints } : memory!;
+      const u = compileUnit(p, basis, family, f.connected, 'down');
+      u.notes.unshift(`${p.interface} is ${!iface.exists ? 'gone' : !iface.up ? 'down' : `without an ${FAMILY_NAME[family]} address`}: on_down = "${p.onDown}"`);
+      out.units.push(u);
+    } else {
       out.errors.push(`profile ${p.name}: families includes ${family === 4 ? 'ipv4' : 'ipv6'} but ${p.interface} has no ${FAMILY_NAME[family]} address`);
-      continue;
     }
-    out.units.push(compileUnit(p, iface, family));
   }
 }
 
@@ -66,7 +90,7 @@ export function familyPrefixes(sources: Profile['include'], family: Family): Pre
   return sources.flatMap((s) => s.prefixes).filter((x) => x.family === family);
 }
 
-function compileUnit(p: Profile, iface: InterfaceFacts, family: Family): Unit {
+function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, connected: ConnectedRoute[], status: 'active' | 'down'): Unit {
   const notes: string[] = [];
   const src = iface.addresses[family][0];
   const metric = ROUTE_METRIC[family];
@@ -78,6 +102,13 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family): Unit {
       notes.push(`WireGuard endpoint ${ep.address} is excluded so the tunnel's own UDP does not loop into it`);
     }
   }
+  if (p.excludeConnected) {
+    for (const c of connected) {
+      if (c.dev === p.interface) continue;
+      const r = parsePrefix(c.prefix);
+      if (r.ok && r.prefix.family === family && r.prefix.len > 0) excludes.push(r.prefix);
+    }
+  }
   const throws = aggregate(excludes);
   // An include covered by an exclusion would win the longest-prefix match against its throw;
   // exclusions win, so such includes are dropped. Throws outside every include do nothing.
@@ -87,7 +118,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family): Unit {
   const routes: RouteSpec[] = [];
   for (const inc of includes) {
     const dst = formatPrefix(inc);
-    routes.push({ family, table: p.table, type: 'unicast', dst, metric, protocol: PROTOCOL_TAG, dev: p.interface, src });
+    if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric, protocol: PROTOCOL_TAG, dev: p.interface, src });
     if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
   }
   for (const t of usefulThrows) routes.push({ family, table: p.table, type: 'throw', dst: formatPrefix(t), metric, protocol: PROTOCOL_TAG });
@@ -116,7 +147,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family): Unit {
               rules.push(r);
             }
   }
-  return { profile: p, family, status: 'active', rules, routes, notes };
+  return { profile: p, family, status, rules, routes, notes };
 }
 
 function parsePrefixOrThrow(text: string): Prefix {

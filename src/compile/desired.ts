@@ -5,8 +5,11 @@ import type { RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 
 export type UnitStatus =
-  | 'active' // rules and routes are wanted as listed
-  | 'absent'; // the interface does not exist: leave whatever is installed alone
+  | 'active' // the interface is up with an address in this family: everything as listed
+  | 'down' // the interface is down, gone or lost its address: rules, throws and (on_down =
+  //          "block") unreachable routes, computed from its remembered addresses
+  | 'absent' // the interface does not exist and nothing is remembered: leave installed state alone
+  | 'stopped'; // `wgsplit down IFACE` was run: nothing is wanted
 
 export interface Unit {
   profile: Profile;

@@ -23,3 +23,28 @@ export interface InterfaceFacts {
 export function absentInterface(name: string): InterfaceFacts {
   return { name, exists: false, up: false, addresses: { 4: [], 6: [] }, endpoints: [] };
 }
+
+/** A network directly connected to this host (main table, proto kernel, scope link). */
+export interface ConnectedRoute {
+  prefix: string; // canonical prefix text
+  dev: string;
+}
+
+/** Everything compile reads about the machine besides the profiles. */
+export interface Facts {
+  interfaces: Map<string, InterfaceFacts>;
+  /** connected networks: LAN, docker bridges; excluded with exclude_connected = true */
+  connected: ConnectedRoute[];
+  /**
+   * What interfaces looked like when last seen up (from the state store), so a profile
+   * keeps blocking (on_down = "block") while its interface is down or gone, and IPv6
+   * stays covered after an admin-down dropped the interface's IPv6 address.
+   */
+  remembered: Map<string, InterfaceFacts>;
+  /** interfaces taken down with `wgsplit down`: their profiles want nothing */
+  stopped: Set<string>;
+}
+
+export function facts(interfaces: Map<string, InterfaceFacts>, more: Partial<Omit<Facts, 'interfaces'>> = {}): Facts {
+  return { interfaces, connected: more.connected ?? [], remembered: more.remembered ?? new Map(), stopped: more.stopped ?? new Set() };
+}

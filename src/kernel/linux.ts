@@ -13,6 +13,9 @@ import { Rtnl } from './netlink.js';
 import type { KernelPort, ObservedKernel } from './port.js';
 import { wgEndpoints } from './wg.js';
 
+const RTPROT_KERNEL = 2; // rtnetlink(7): route installed by the kernel (from an address)
+const RT_SCOPE_LINK = 253;
+
 /** Requests in flight at once: well under the ~256 at which the package's socket aborts. */
 const IN_FLIGHT = 64;
 
@@ -42,11 +45,14 @@ export class LinuxKernel implements KernelPort {
   }
 
   async observe(): Promise<ObservedKernel> {
-    const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map() };
+    const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
       for (const d of await this.nl.routes(family)) {
         if (d.protocol === PROTOCOL_TAG && d.spec) obs.routes.push(d.spec);
+        else if (d.table === 254 && d.protocol === RTPROT_KERNEL && d.scope === RT_SCOPE_LINK && d.dev && d.spec?.type === 'unicast') {
+          obs.connected!.push({ prefix: d.dst, dev: d.dev });
+        }
         else if (d.table !== 254 && d.table !== 253) {
           const list = obs.foreignRoutes.get(d.table) ?? [];
           list.push(`IPv${family} ${d.text}`);

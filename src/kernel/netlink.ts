@@ -42,6 +42,9 @@ export interface DumpedRoute {
   table: number;
   protocol: number;
   spec?: RouteSpec; // undefined for route types we never create
+  scope: number;
+  dev?: string;
+  dst: string;
   text: string; // short description for messages
 }
 
@@ -159,7 +162,9 @@ export class Rtnl {
           if (a.prefsrc) spec.src = bufAddr(family, a.prefsrc);
         }
       }
-      out.push({ family, table, protocol, spec, text: `${type ?? 'type ' + typeNum} ${dst}${a.oif !== undefined ? ' dev ' + (byIndex.get(a.oif) ?? a.oif) : ''}` });
+      const scope = typeof m.data.scope === 'number' ? m.data.scope : ({ UNIVERSE: 0, SITE: 200, LINK: 253, HOST: 254, NOWHERE: 255 } as Record<string, number>)[String(m.data.scope)] ?? 0;
+      const dev = a.oif !== undefined ? byIndex.get(a.oif) : undefined;
+      out.push({ family, table, protocol, spec, scope, dev, dst, text: `${type ?? 'type ' + typeNum} ${dst}${a.oif !== undefined ? ' dev ' + (byIndex.get(a.oif) ?? a.oif) : ''}` });
     }
     return out;
   }

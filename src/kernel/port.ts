@@ -2,13 +2,15 @@
  * The seam between the pure core and the kernel: reconcile is written against KernelPort,
  * so tests can swap in the in-memory fake (fake.ts) and golden-test whole commands.
  */
-import type { InterfaceFacts } from '../compile/facts.js';
+import type { ConnectedRoute, InterfaceFacts } from '../compile/facts.js';
 import type { Observed } from '../plan/diff.js';
 import type { Plan } from '../plan/plan.js';
 
 export interface ObservedKernel extends Observed {
   /** routes in each table that do not carry our tag: a table collision if we want it */
   foreignRoutes: Map<number, string[]>;
+  /** networks directly connected to the host: main table, proto kernel, scope link */
+  connected?: ConnectedRoute[];
 }
 
 export interface KernelPort {

@@ -23,7 +23,7 @@ export interface Observed {
 }
 
 export function diff(desired: Desired, observed: Observed, scope: Set<number>): Plan {
-  const active = desired.units.filter((u) => u.status === 'active');
+  const active = desired.units.filter((u) => u.status === 'active' || u.status === 'down');
   // Tables of absent interfaces are frozen: neither added to nor removed from.
   const frozen = new Set(desired.units.filter((u) => u.status === 'absent').map((u) => `${u.family}|${u.profile.table}`));
   const isFrozen = (family: number, table: number) => frozen.has(`${family}|${table}`);

@@ -40,9 +40,12 @@ export function parseProfile(file: string, text: string): ParseResult {
     doc = TOML.parse(text) as Record<string, unknown>;
   } catch (e) {
     const err = e as { line?: number; col?: number; message?: string };
-    // @iarna/toml: 0-based line and column, message has a code frame after the first line.
+    // @iarna/toml: 0-based line; the column is 0-based too except on the first line, where
+    // it is already 1-based (its counter starts at 0 and is bumped before the first char).
+    // The message has a code frame after the first line.
     const first = String(err.message ?? e).split('\n')[0].replace(/ at row \d+, col \d+, pos \d+:?$/, '');
-    problems.push({ file, line: (err.line ?? 0) + 1, col: (err.col ?? 0) + 1, message: `TOML syntax: ${first}` });
+    const line = err.line ?? 0;
+    problems.push({ file, line: line + 1, col: (err.col ?? 0) + (line === 0 ? 0 : 1), message: `TOML syntax: ${first}` });
     return { problems };
   }
 
@@ -52,9 +55,8 @@ export function parseProfile(file: string, text: string): ParseResult {
       const [key, index] = issue.path as [string?, number?];
       if (issue.code === 'unrecognized_keys') {
         for (const k of issue.keys) {
-          const isTable = typeof doc[k] === 'object' && doc[k] !== null && !Array.isArray(doc[k]);
           const hint = nearest(k, PROFILE_KEYS);
-          const pos = isTable ? locateTable(text, k) : locate(text, k);
+          const pos = locateKey(text, k);
           problems.push({
             file,
             line: pos.line,
@@ -113,7 +115,8 @@ export function parseProfile(file: string, text: string): ParseResult {
   const dports = parseRanges('dports', raw.dports, 1, 65535, at);
   const sports = parseRanges('sports', raw.sports, 1, 65535, at);
   const uids = parseRanges('uids', raw.uids, 0, 4294967294, at);
-  if ((dports.length || sports.length) && (protocols === undefined || protocols.some((p) => p === 'icmp'))) {
+  // On the raw lists: a malformed port must not hide this problem (every problem at once).
+  if ((raw.dports?.length || raw.sports?.length) && (protocols === undefined || protocols.some((p) => p === 'icmp'))) {
     atValue('ports only exist for tcp and udp: with dports or sports, set protocols to ["tcp"], ["udp"] or both', raw.dports ? 'dports' : 'sports');
   }
 
@@ -137,6 +140,7 @@ export function parseProfile(file: string, text: string): ParseResult {
       uids,
       families,
       onDown: onDown as 'block' | 'direct',
+      excludeConnected: raw.exclude_connected ?? true,
       description: raw.description,
     },
   };
@@ -205,13 +209,12 @@ function describeType(issue: { message: string; code: string; expected?: unknown
   return issue.message;
 }
 
-function locateTable(text: string, key: string) {
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^\s*\[+\s*/.exec(lines[i]);
-    if (m && lines[i].slice(m[0].length).startsWith(key)) return { line: i + 1, col: m[0].length + 1 };
-  }
-  return { line: 1, col: 1 };
+/** Where a top-level key is defined: `k = ...`, `k.x = ...`, `[k]`, `[k.x]` or `[[k]]`. */
+function locateKey(text: string, key: string) {
+  const esc = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const m = new RegExp(`^([ \\t]*(?:\\[\\[?[ \\t]*)?)(?:${esc}|"${esc}"|'${esc}')[ \\t]*[=.\\]]`, 'm').exec(text);
+  if (!m) return { line: 1, col: 1 };
+  return { line: text.slice(0, m.index).split('\n').length, col: m[1].length + 1 };
 }
 
 /** The closest known name within edit distance 2, for "did you mean" hints. */

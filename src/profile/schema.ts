@@ -21,6 +21,7 @@ export const profileSchema = z
     uids: z.array(portOrRange).optional(),
     families: stringList.optional(),
     on_down: z.string().optional(),
+    exclude_connected: z.boolean().optional(),
     description: z.string().optional(),
   })
   .strict();

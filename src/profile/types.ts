@@ -26,5 +26,7 @@ export interface Profile {
   /** undefined = every family the interface has an address in */
   families?: Family[];
   onDown: 'block' | 'direct';
+  /** exclude networks directly connected to the host (LAN, docker bridges) */
+  excludeConnected: boolean;
   description?: string;
 }

@@ -4,14 +4,14 @@
  */
 import { compile } from '../compile/compile.js';
 import type { Desired } from '../compile/desired.js';
-import type { InterfaceFacts } from '../compile/facts.js';
+import { facts as makeFacts, type Facts, type InterfaceFacts } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import type { KernelPort, ObservedKernel } from '../kernel/port.js';
 import { diff } from '../plan/diff.js';
 import type { Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
-import type { StateStore } from '../state/owned.js';
+import type { OwnedTables, StateStore } from '../state/owned.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -19,6 +19,7 @@ export interface Computed {
   desired: Desired;
   observed: ObservedKernel;
   facts: Map<string, InterfaceFacts>;
+  allFacts: Facts;
   scope: Set<number>;
   plan: Plan;
 }
@@ -26,13 +27,21 @@ export interface Computed {
 /** Everything short of writing: the plan `diff`, `--dry-run` and apply share. */
 export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command): Promise<Computed> {
   const selected = cmd.kind === 'apply' ? profiles : profiles.filter((p) => p.interface === cmd.iface);
-  const facts = await kernel.interfaceFacts(cmd.kind === 'down' ? [] : selected.map((p) => p.interface));
-  if (cmd.kind === 'up' && !(await kernel.interfaceFacts([cmd.iface])).get(cmd.iface)?.exists) {
-    throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (is it up? wg-quick runs PostUp after creating it)`);
+  const ifaceFacts = await kernel.interfaceFacts(selected.map((p) => p.interface));
+  if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface])).get(cmd.iface))?.exists) {
+    throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (wg-quick runs PostUp after creating it; check the name)`);
   }
-  const desired = cmd.kind === 'down' ? { units: [], errors: [], warnings: [] } : compile(selected, facts);
   const observed = await kernel.observe();
   const owned = state.load();
+  const stopped = new Set(owned.stopped ?? []);
+  const remembered = new Map(Object.entries(owned.interfaces ?? {}).map(([name, r]) => [name, { name, exists: true, up: true, ...r }] as [string, InterfaceFacts]));
+  if (cmd.kind === 'up') stopped.delete(cmd.iface);
+  if (cmd.kind === 'down') {
+    stopped.add(cmd.iface);
+    remembered.delete(cmd.iface);
+  }
+  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped });
+  const desired = compile(selected, allFacts);
   const scope = new Set<number>();
   if (cmd.kind === 'apply') {
     for (const r of observed.rules) scope.add(r.table);
@@ -42,7 +51,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
     for (const [t, o] of Object.entries(owned.tables)) if (o.interface === cmd.iface) scope.add(Number(t));
   }
   for (const u of desired.units) scope.add(u.profile.table);
-  return { desired, observed, facts, scope, plan: diff(desired, observed, scope) };
+  return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope) };
 }
 
 /** Refuse before writing anything: compile errors, tables that hold someone else's routes. */
@@ -50,7 +59,7 @@ export function preflight(c: Computed): void {
   const problems = [...c.desired.errors];
   const seen = new Set<number>();
   for (const u of c.desired.units) {
-    if (u.status !== 'active' || seen.has(u.profile.table)) continue;
+    if ((u.status !== 'active' && u.status !== 'down') || seen.has(u.profile.table)) continue;
     seen.add(u.profile.table);
     const foreign = c.observed.foreignRoutes.get(u.profile.table);
     if (foreign?.length) {
@@ -81,7 +90,7 @@ export async function applyCommand(
   const c = await computePlan(kernel, state, profiles, cmd);
   preflight(c);
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
-  recordOwnership(state, c, cmd);
+  saveState(state, c, cmd, 'before');
   if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);
   const after = await kernel.observe();
   const residue = diff(c.desired, after, c.scope);
@@ -95,33 +104,43 @@ export async function applyCommand(
         `\n(rule selectors such as ipproto, dport and uidrange need Linux 4.17+)`,
     );
   }
-  if (cmd.kind === 'down') forgetOwnership(state, c);
+  saveState(state, c, cmd, 'after');
   return { ...c, written: c.plan.ops.length };
 }
 
-function recordOwnership(state: StateStore, c: Computed, cmd: Command): void {
-  if (cmd.kind === 'down') return;
+/**
+ * The state store follows the kernel: tables we own (before writing), interfaces as last
+ * seen up (after), and which interfaces `down` stopped.
+ */
+function saveState(state: StateStore, c: Computed, cmd: Command, when: 'before' | 'after'): void {
   const owned = state.load();
-  let changed = false;
-  for (const u of c.desired.units) {
-    const key = String(u.profile.table);
-    const prev = owned.tables[key];
-    if (!prev || prev.interface !== u.profile.interface || prev.profile !== u.profile.name) {
-      owned.tables[key] = { interface: u.profile.interface, profile: u.profile.name };
-      changed = true;
+  const before = JSON.stringify(owned);
+  owned.interfaces ??= {};
+  let stopped = new Set(owned.stopped ?? []);
+  if (when === 'before') {
+    for (const u of c.desired.units) {
+      if (u.status === 'active' || u.status === 'down') owned.tables[String(u.profile.table)] = { interface: u.profile.interface, profile: u.profile.name };
+    }
+    if (cmd.kind === 'up') stopped.delete(cmd.iface);
+  } else {
+    const wanted = new Set(c.desired.units.filter((u) => u.status === 'active' || u.status === 'down').map((u) => String(u.profile.table)));
+    // Tables emptied by this run are forgotten.
+    for (const t of c.scope) if (!wanted.has(String(t))) delete owned.tables[String(t)];
+    for (const [name, f] of c.facts) {
+      if (f.exists && f.up && (f.addresses[4].length || f.addresses[6].length)) {
+        const prev = owned.interfaces[name];
+        // Keep a remembered family the interface lost (admin-down drops IPv6 addresses).
+        owned.interfaces[name] = {
+          addresses: { 4: f.addresses[4].length ? f.addresses[4] : prev?.addresses[4] ?? [], 6: f.addresses[6].length ? f.addresses[6] : prev?.addresses[6] ?? [] },
+          endpoints: f.endpoints.length ? f.endpoints : prev?.endpoints ?? [],
+        };
+      }
+    }
+    if (cmd.kind === 'down') {
+      stopped.add(cmd.iface);
+      delete owned.interfaces[cmd.iface];
     }
   }
-  // Tables this apply empties are forgotten (apply removes everything no profile wants).
-  if (cmd.kind === 'apply') {
-    const wanted = new Set(c.desired.units.map((u) => String(u.profile.table)));
-    for (const t of Object.keys(owned.tables)) if (!wanted.has(t)) (delete owned.tables[t], (changed = true));
-  }
-  if (changed) state.save(owned);
-}
-
-function forgetOwnership(state: StateStore, c: Computed): void {
-  const owned = state.load();
-  let changed = false;
-  for (const t of c.scope) if (owned.tables[String(t)]) (delete owned.tables[String(t)], (changed = true));
-  if (changed) state.save(owned);
+  owned.stopped = [...stopped].sort();
+  if (JSON.stringify(owned) !== before) state.save(owned as OwnedTables);
 }

@@ -7,10 +7,20 @@
  */
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { Endpoint } from '../compile/facts.js';
+
+export interface RememberedInterface {
+  addresses: { 4: string[]; 6: string[] };
+  endpoints: Endpoint[];
+}
 
 export interface OwnedTables {
   /** table number -> interface and profile that last owned it */
   tables: Record<string, { interface: string; profile: string }>;
+  /** what each interface looked like when last seen up with addresses (see compile/facts.ts) */
+  interfaces?: Record<string, RememberedInterface>;
+  /** interfaces taken down with `wgsplit down`: the watcher leaves them alone until `up` */
+  stopped?: string[];
 }
 
 export interface StateStore {
@@ -26,9 +36,16 @@ function netnsId(): string {
   }
 }
 
+export function stateDir(): string {
+  return process.env.WGSPLIT_STATE_DIR ?? '/run/wgsplit';
+}
+
 export function stateFilePath(): string {
-  const dir = process.env.WGSPLIT_STATE_DIR ?? '/run/wgsplit';
-  return `${dir}/owned-${netnsId()}.json`;
+  return `${stateDir()}/owned-${netnsId()}.json`;
+}
+
+export function lockFilePath(): string {
+  return `${stateDir()}/lock-${netnsId()}`;
 }
 
 export class FileStateStore implements StateStore {
@@ -37,7 +54,7 @@ export class FileStateStore implements StateStore {
   load(): OwnedTables {
     try {
       const s = JSON.parse(readFileSync(this.path, 'utf8')) as OwnedTables;
-      return { tables: s.tables ?? {} };
+      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [] };
     } catch {
       return { tables: {} };
     }

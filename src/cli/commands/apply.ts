@@ -3,6 +3,8 @@ import { loadProfileDir } from '../../profile/load.js';
 import { applyCommand, computePlan, preflight, type Command } from '../../reconcile/reconcile.js';
 import { renderPlan, summary } from '../../plan/render.js';
 import type { Context } from '../context.js';
+import { acquireLock } from '../../state/lock.js';
+import { lockFilePath } from '../../state/owned.js';
 
 export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
   const { profiles } = loadProfileDir(ctx.args.config);
@@ -30,7 +32,13 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
             ctx.err(`\r${label}: ${done}/${total} operations`);
           }
         : undefined;
-    const r = await applyCommand(kernel, ctx.state(), profiles, cmd, progress);
+    const lock = await acquireLock(ctx.lockPath ?? lockFilePath());
+    let r;
+    try {
+      r = await applyCommand(kernel, ctx.state(), profiles, cmd, progress);
+    } finally {
+      lock.release();
+    }
     if (progressShown) ctx.err('\n');
     for (const w of r.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
     if (!ctx.args.quiet) {
