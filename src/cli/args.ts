@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
 
-export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'explain', 'export', 'help', 'version'] as const;
+export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 export interface Args {
@@ -18,6 +18,10 @@ export interface Args {
   full: boolean;
   colour: boolean;
   help: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  logJson: boolean;
+  cleanupOnExit: boolean;
+  resyncSeconds: number;
 }
 
 const OPTIONS = {
@@ -31,6 +35,10 @@ const OPTIONS = {
   color: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
+  'log-level': { type: 'string' },
+  'log-json': { type: 'boolean' },
+  'cleanup-on-exit': { type: 'boolean' },
+  resync: { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
@@ -41,6 +49,7 @@ const ALLOWED: Record<CommandName, string[]> = {
   diff: ['json', 'full'],
   status: ['json'],
   check: ['json'],
+  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync'],
   explain: ['json'],
   export: [],
   help: [],
@@ -71,6 +80,11 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   if (!v.help && needsIface && rest.length !== 1) throw new WgsplitError('USAGE', `usage: wgsplit ${command} IFACE`);
   if (!v.help && ['apply', 'diff', 'status'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
 
+  const logLevel = (v['log-level'] as string | undefined) ?? env.WGSPLIT_LOG_LEVEL ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new WgsplitError('USAGE', `--log-level must be debug, info, warn or error (got "${logLevel}")`);
+  const resyncText = (v.resync as string | undefined) ?? '300';
+  if (!/^\d+(\.\d+)?$/.test(resyncText)) throw new WgsplitError('USAGE', `--resync takes seconds (0 to disable), got "${resyncText}"`);
+  if (!v.help && command === 'watch' && rest.length) throw new WgsplitError('USAGE', `"watch" takes no arguments (got ${rest.join(' ')})`);
   const colourEnv = env.NO_COLOR === undefined && env.TERM !== 'dumb';
   return {
     command,
@@ -83,5 +97,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     full: !!v.full,
     colour: v['no-color'] ? false : v.color ? true : isTTY && colourEnv,
     help: !!v.help || command === 'help',
+    logLevel: logLevel as Args['logLevel'],
+    logJson: !!v['log-json'],
+    cleanupOnExit: !!v['cleanup-on-exit'],
+    resyncSeconds: Number(resyncText),
   };
 }

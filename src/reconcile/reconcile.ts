@@ -55,8 +55,9 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
 }
 
 /** Refuse before writing anything: compile errors, tables that hold someone else's routes. */
-export function preflight(c: Computed): void {
-  const problems = [...c.desired.errors];
+export function preflight(c: Computed, lenient = false): void {
+  // The watcher is lenient: a profile it cannot compile is logged and skipped, the rest applied.
+  const problems = lenient ? [] : [...c.desired.errors];
   const seen = new Set<number>();
   for (const u of c.desired.units) {
     if ((u.status !== 'active' && u.status !== 'down') || seen.has(u.profile.table)) continue;
@@ -86,9 +87,10 @@ export async function applyCommand(
   profiles: Profile[],
   cmd: Command,
   onProgress?: (done: number, total: number) => void,
+  opts: { lenient?: boolean } = {},
 ): Promise<ApplyResult> {
   const c = await computePlan(kernel, state, profiles, cmd);
-  preflight(c);
+  preflight(c, opts.lenient);
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
   saveState(state, c, cmd, 'before');
   if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);

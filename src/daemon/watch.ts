@@ -1,0 +1,171 @@
+/**
+ * `wgsplit watch`: keep the kernel converged. Reconciles at start, then on kernel events
+ * (links, addresses, routes, rules; both families), on profile edits, on SIGHUP and on a
+ * slow periodic re-sync, all coalesced by the Scheduler. Every run is the same idempotent
+ * reconcile `wgsplit apply` does, so a restart (even after SIGKILL) adopts the kernel's
+ * state with zero writes when nothing changed.
+ */
+import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
+import { formatProblem, WgsplitError } from '../errors.js';
+import { classify } from '../kernel/events.js';
+import { IpMonitor } from '../kernel/monitor.js';
+import type { KernelPort } from '../kernel/port.js';
+import { summary } from '../plan/render.js';
+import { loadProfileDir } from '../profile/load.js';
+import type { Profile } from '../profile/types.js';
+import { applyCommand } from '../reconcile/reconcile.js';
+import { acquireLock } from '../state/lock.js';
+import type { StateStore } from '../state/owned.js';
+import { suspects } from './culprit.js';
+import type { Logger } from './log.js';
+import { DEFAULT_SCHEDULER, Scheduler, type SchedulerOptions, type Trigger } from './scheduler.js';
+
+export interface WatchOptions {
+  configDir: string;
+  log: Logger;
+  kernel: KernelPort;
+  state: StateStore;
+  lockPath: string;
+  cleanupOnExit: boolean;
+  resyncMs: number;
+  scheduler?: SchedulerOptions;
+}
+
+export class Watcher {
+  private profiles: Profile[] = [];
+  private ourTables = new Set<number>();
+  private readonly scheduler: Scheduler;
+  private readonly monitor: IpMonitor;
+  private fsWatcher?: FSWatcher;
+  private resyncTimer?: NodeJS.Timeout;
+  private reloadTimer?: NodeJS.Timeout;
+  private stopping = false;
+  private overflowLogged = 0;
+
+  constructor(private readonly o: WatchOptions) {
+    this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
+    this.monitor = new IpMonitor({
+      line: (l) => this.onLine(l),
+      restarted: (attempt, reason) => {
+        this.o.log.warn('event source restarted; re-syncing', { reason, attempt });
+        this.scheduler.trigger('event source restarted', false);
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    this.reload('start');
+    // Events first, then the initial reconcile: nothing that happens in between is missed.
+    this.monitor.start();
+    this.scheduler.trigger('start', false);
+    this.fsWatcher = chokidarWatch(this.o.configDir, { ignoreInitial: true, depth: 0 });
+    this.fsWatcher.on('all', (_ev, path) => {
+      if (!String(path).endsWith('.toml')) return;
+      // Editors write in several steps; settle for a moment before re-reading.
+      clearTimeout(this.reloadTimer);
+      this.reloadTimer = setTimeout(() => {
+        if (this.reload(`profile ${_ev} ${path}`)) this.scheduler.trigger(`profile ${_ev}: ${path}`, false);
+      }, 50);
+    });
+    this.fsWatcher.on('error', (e) => this.o.log.warn('config directory watch error', { error: String(e) }));
+    if (this.o.resyncMs > 0) this.resyncTimer = setInterval(() => this.scheduler.trigger('periodic re-sync', false), this.o.resyncMs);
+  }
+
+  /** SIGHUP: re-read profiles and re-sync. */
+  hangup(): void {
+    this.reload('SIGHUP');
+    this.scheduler.trigger('SIGHUP', false);
+  }
+
+  /** Re-read the profiles; on problems keep the last good set. Returns whether it changed. */
+  private reload(why: string): boolean {
+    try {
+      const { profiles } = loadProfileDir(this.o.configDir);
+      this.profiles = profiles;
+      this.ourTables = new Set(profiles.map((p) => p.table));
+      for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
+      this.o.log.info('profiles loaded', { why, profiles: profiles.map((p) => p.name).join(',') || '(none)' });
+      return true;
+    } catch (e) {
+      const err = e as WgsplitError;
+      if (err.problems?.length) for (const p of err.problems) this.o.log.error(`profile problem, keeping the last good profiles: ${formatProblem(p)}`);
+      else this.o.log.error('cannot load profiles, keeping the last good ones', { error: err.message });
+      return false;
+    }
+  }
+
+  private onLine(line: string): void {
+    const ev = classify(line, this.ourTables);
+    if (ev.kind === 'overflow') {
+      const now = Date.now();
+      if (now - this.overflowLogged > 10_000) this.o.log.warn('kernel event burst overflowed the event buffer; re-syncing from a full dump');
+      this.overflowLogged = now;
+      this.scheduler.trigger('event overflow', true);
+      return;
+    }
+    if (!ev.relevant) return;
+    this.o.log.debug('event', { event: ev.summary });
+    this.scheduler.trigger(ev.summary, true);
+  }
+
+  private async reconcile(triggers: Trigger[]): Promise<{ wrote: number }> {
+    if (this.stopping) return { wrote: 0 };
+    const started = performance.now();
+    const lock = await acquireLock(this.o.lockPath);
+    try {
+      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true });
+      for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
+      const reasons = [...new Set(triggers.map((t) => t.reason))];
+      const fields = {
+        why: reasons.slice(0, 3).join('; ') + (reasons.length > 3 ? `; +${reasons.length - 3} more` : ''),
+        took_ms: +(performance.now() - Math.min(...triggers.map((t) => t.at))).toFixed(1),
+        apply_ms: +(performance.now() - started).toFixed(1),
+      };
+      for (const e of r.desired.errors) this.o.log.error(e);
+      if (r.written) {
+        const s = summary(r.plan);
+        const what = r.plan.ops
+          .slice(0, 3)
+          .map((o) => `${o.op} ${o.kind}${o.profile ? ' of ' + o.profile : ''}`)
+          .join(', ');
+        this.o.log.info('converged', { changes: `+${s.add} ~${s.replace} -${s.delete}`, what: what + (r.plan.ops.length > 3 ? ', ...' : ''), ...fields });
+      } else this.o.log.debug('in sync', fields);
+      return { wrote: r.written };
+    } catch (e) {
+      const err = e as WgsplitError;
+      this.o.log.error('reconcile failed', { code: err.code ?? 'INTERNAL', error: err.message });
+      throw e;
+    } finally {
+      lock.release();
+    }
+  }
+
+  private backoff(repairs: number, backoffMs: number, triggers: Trigger[]): void {
+    const who = suspects();
+    const culprit = who.length
+      ? who.map((s) => `${s.name} is running: ${s.fix}`).join('; ')
+      : 'no known network manager found; look for a script or service that deletes routing rules or flushes tables (e.g. `ip rule flush`, `nft flush ruleset`)';
+    this.o.log.warn(`another program keeps undoing wgsplit's state (${repairs} repairs in ${DEFAULT_SCHEDULER.windowMs / 1000} s); repairs are rate-limited to one per ${backoffMs / 1000} s`, {
+      last: triggers[triggers.length - 1]?.reason,
+      likely: culprit,
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.monitor.stop();
+    clearInterval(this.resyncTimer);
+    clearTimeout(this.reloadTimer);
+    await this.fsWatcher?.close();
+    if (this.o.cleanupOnExit) {
+      const lock = await acquireLock(this.o.lockPath);
+      try {
+        const r = await applyCommand(this.o.kernel, this.o.state, [], { kind: 'apply' }, undefined, { lenient: true });
+        this.o.log.info('cleaned up on exit', { removed: r.written });
+      } finally {
+        lock.release();
+      }
+    }
+    this.o.kernel.close();
+  }
+}
