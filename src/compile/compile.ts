@@ -127,10 +127,20 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, connecte
   if (includes.length === 0) {
     notes.push(`nothing of ${FAMILY_NAME[family]} is included once exclusions are applied`);
   } else {
+    // IPv6 while the tunnel is down with on_down = "block": FIND_SADDR cannot match (the
+    // source comes from T's route and only `unreachable` is left), and ip6_dst_lookup_tail
+    // ignores an unreachable first lookup and retries with the uplink's source. So the rule
+    // loses its source selector: every matching IPv6 lookup from this host hits T and fails,
+    // replies of the host's own IPv6 servers to public addresses included, until the tunnel
+    // is back. (on_down = "direct" keeps them, at the price of leaking new connections.)
+    const v6Block = family === 6 && status === 'down' && p.onDown === 'block';
+    if (v6Block) notes.push('IPv6 is blocked without a source selector while the tunnel is down: replies of IPv6 servers on this host to matching public destinations are blocked too');
     const sources: Pick<RuleSpec, 'src' | 'findSaddr'>[] =
       family === 4
         ? [{ src: '0.0.0.0/32' }, ...iface.addresses[4].map((a) => ({ src: `${a}/32` }))]
-        : iface.addresses[6].map((a) => ({ src: `${a}/128`, findSaddr: true as const }));
+        : v6Block
+          ? [{}]
+          : iface.addresses[6].map((a) => ({ src: `${a}/128`, findSaddr: true as const }));
     const protos: (number | undefined)[] = p.protocols ? p.protocols.map((x) => IPPROTO[x][family]) : [undefined];
     const opt = <T>(xs: T[]): (T | undefined)[] => (xs.length ? xs : [undefined]);
     for (const ipproto of protos)
@@ -138,7 +148,8 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, connecte
         for (const sport of opt<Range>(p.sports))
           for (const uid of opt<Range>(p.uids))
             for (const s of sources) {
-              const r: RuleSpec = { family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, src: s.src, iif: 'lo' };
+              const r: RuleSpec = { family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, iif: 'lo' };
+              if (s.src) r.src = s.src;
               if (s.findSaddr) r.findSaddr = true;
               if (ipproto !== undefined) r.ipproto = ipproto;
               if (dport) r.dport = dport;

@@ -10,7 +10,6 @@ import { formatProblem, WgsplitError } from '../errors.js';
 import { classify } from '../kernel/events.js';
 import { IpMonitor } from '../kernel/monitor.js';
 import type { KernelPort } from '../kernel/port.js';
-import { summary } from '../plan/render.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
 import { applyCommand } from '../reconcile/reconcile.js';
@@ -123,12 +122,13 @@ export class Watcher {
       };
       for (const e of r.desired.errors) this.o.log.error(e);
       if (r.written) {
-        const s = summary(r.plan);
-        const what = r.plan.ops
-          .slice(0, 3)
-          .map((o) => `${o.op} ${o.kind}${o.profile ? ' of ' + o.profile : ''}`)
-          .join(', ');
-        this.o.log.info('converged', { changes: `+${s.add} ~${s.replace} -${s.delete}`, what: what + (r.plan.ops.length > 3 ? ', ...' : ''), ...fields });
+        const counts = new Map<string, number>();
+        for (const o of r.plan.ops) {
+          const k = `${o.op === 'add' ? '+' : o.op === 'delete' ? '-' : '~'}${o.kind}`;
+          counts.set(k, (counts.get(k) ?? 0) + 1);
+        }
+        const profiles = [...new Set(r.plan.ops.map((o) => o.profile ?? '(none)'))].join(',');
+        this.o.log.info('converged', { changes: [...counts].map(([k, n]) => `${k.slice(0, 1)}${n} ${k.slice(1)}${n > 1 ? 's' : ''}`).join(', '), profiles, ...fields });
       } else this.o.log.debug('in sync', fields);
       return { wrote: r.written };
     } catch (e) {

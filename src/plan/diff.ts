@@ -54,7 +54,25 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   for (const [key, r] of haveRules) {
     if (!wantRules.has(key) && inScope(r.family, r.table)) ruleDels.push({ op: 'delete', kind: 'rule', rule: r, profile: profileOf(desired, r.table) });
   }
-  return { ops: [...routeAdds, ...ruleAdds, ...ruleDels, ...routeDels] };
+  // The kernel refuses (EEXIST) a new rule that equals an existing one in every field the
+  // new rule sets (fib_rules.c rule_exists; the src/dst compare in fib4/fib6_rule_compare
+  // only runs when the new rule has them, and rule flags are not compared at all). Such an
+  // existing rule must go first; everything else keeps add-before-delete.
+  const early = ruleDels.filter((d) => d.kind === 'rule' && ruleAdds.some((a) => a.kind === 'rule' && kernelSameRule(a.rule, d.rule)));
+  const late = ruleDels.filter((d) => !early.includes(d));
+  return { ops: [...routeAdds, ...early, ...ruleAdds, ...late, ...routeDels] };
+}
+
+/** Would the kernel call `existing` a duplicate of `added`? (fib_rules.c rule_exists) */
+export function kernelSameRule(added: RuleSpec, existing: RuleSpec): boolean {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+  if (added.family !== existing.family || added.priority !== existing.priority || added.table !== existing.table) return false;
+  if (added.iif !== existing.iif || added.oif !== existing.oif || added.protocol !== existing.protocol) return false;
+  if ((added.fwmark ?? 0) !== (existing.fwmark ?? 0) || (added.fwmask ?? 0) !== (existing.fwmask ?? 0)) return false;
+  if (added.ipproto !== existing.ipproto || !same(added.sport, existing.sport) || !same(added.dport, existing.dport) || !same(added.uid, existing.uid)) return false;
+  if (added.src && added.src !== existing.src) return false;
+  if (added.dst && added.dst !== existing.dst) return false;
+  return true;
 }
 
 function profileOf(desired: Desired, table: number): string | undefined {

@@ -3,6 +3,7 @@ import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import { routeSlot } from '../../model/route.js';
 import type { Context } from '../context.js';
+import { networkdNeedsDropIn } from '../../daemon/culprit.js';
 
 export async function status(ctx: Context): Promise<number> {
   const { profiles, dir } = loadProfileDir(ctx.args.config);
@@ -35,8 +36,13 @@ export async function status(ctx: Context): Promise<number> {
       };
     });
     const orphans = c.plan.ops.filter((o) => o.op === 'delete' && !o.profile).length;
+    const hints: string[] = [];
+    if (networkdNeedsDropIn())
+      hints.push(
+        'systemd-networkd is running and deletes routing rules it did not make (ManageForeignRoutingPolicyRules=yes): install hooks/networkd/wgsplit.conf as /etc/systemd/networkd.conf.d/wgsplit.conf and restart it',
+      );
     if (ctx.args.json) {
-      ctx.out(JSON.stringify({ configDir: dir, profiles: report, errors: c.desired.errors, orphans }, null, 1) + '\n');
+      ctx.out(JSON.stringify({ configDir: dir, profiles: report, errors: c.desired.errors, orphans, hints }, null, 1) + '\n');
       return 0;
     }
     if (!report.length) ctx.out(`no profiles in ${dir}\n`);
@@ -51,6 +57,7 @@ export async function status(ctx: Context): Promise<number> {
       }
     }
     for (const e of c.desired.errors) ctx.out(`error: ${e}\n`);
+    for (const h of hints) ctx.out(`hint: ${h}\n`);
     if (orphans) ctx.out(`${orphans} rule(s)/route(s) of wgsplit belong to no profile; \`wgsplit apply\` removes them\n`);
     return 0;
   } finally {
