@@ -1,9 +1,9 @@
 /**
  * One writer at a time per network namespace: wg-quick's PostUp (`wgsplit up`) can run
- * while the watcher reconciles. A lock file created with O_EXCL holds the owner's pid; a
- * lock whose owner is dead is taken over (a SIGKILLed daemon must not block PostUp).
+ * while the watcher reconciles. A lock file holds the owner's pid from the moment it exists;
+ * a lock whose owner is dead is taken over (a SIGKILLed daemon must not block PostUp).
  */
-import { mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { WgsplitError } from '../errors.js';
 
@@ -25,9 +25,19 @@ export async function acquireLock(path: string, timeoutMs = 10_000): Promise<Loc
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const fd = openSync(path, 'wx', 0o644);
+      // NOTE: the lock appears with its pid already in it (written to a private file, then
+      // hard-linked into place, which fails with EEXIST if the lock exists). Creating it
+      // with O_EXCL and writing the pid afterwards left a moment in which another wgsplit
+      // read an empty lock, took it for a dead owner's, deleted it and took it too.
+      const tmp = `${path}.${process.pid}.tmp`;
+      const fd = openSync(tmp, 'w', 0o644);
       writeSync(fd, String(process.pid));
       closeSync(fd);
+      try {
+        linkSync(tmp, path);
+      } finally {
+        unlinkSync(tmp);
+      }
       return {
         release() {
           try {
