@@ -195,12 +195,10 @@ test.serial('a profile deleted after up: apply removes its state', async (t) => 
   t.is((await wgsplit(d, ['diff'])).exitCode, 0);
 });
 
-// KNOWN BUG (reported): `down` loads and validates every profile first, so a profile edited
-// into something invalid after `up` makes wg-quick's PostDown fail (exit 2) and leaves every
-// rule in place, with the `unreachable` fallback blocking matching traffic once the interface
-// is gone. `down` needs no profile (it finds its state by tag and the ownership record).
-// ava's `failing` passes while the bug exists; drop `.failing` once it is fixed.
-test.serial.failing('down still removes everything when a profile has been broken since up (known bug)', async (t) => {
+// A profile edited into something invalid after `up` must not make wg-quick's PostDown leave
+// every rule (and the `unreachable` fallback) behind: `down` finds its state in the ownership
+// record, reports the profile problems as warnings, and removes everything.
+test.serial('down still removes everything when a profile has been broken since up', async (t) => {
   await removeAllOwned(wgsplit);
   const d = newDir({ example: exampleProfile(WG) });
   t.is((await wgsplit(d, ['up', WG])).exitCode, 0);

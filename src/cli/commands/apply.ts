@@ -3,11 +3,25 @@ import { loadProfileDir } from '../../profile/load.js';
 import { applyCommand, computePlan, preflight, type Command } from '../../reconcile/reconcile.js';
 import { renderPlan, summary } from '../../plan/render.js';
 import type { Context } from '../context.js';
+import type { Profile } from '../../profile/types.js';
+import { formatProblem, WgsplitError } from '../../errors.js';
 import { acquireLock } from '../../state/lock.js';
 import { lockFilePath } from '../../state/owned.js';
 
 export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
-  const { profiles } = loadProfileDir(ctx.args.config);
+  let profiles: Profile[];
+  try {
+    profiles = loadProfileDir(ctx.args.config).profiles;
+  } catch (e) {
+    // PostDown must not leave the tunnel's rules (and its blocking fallback) behind because
+    // a profile was broken since `up`: the state store lists every table `up` made for
+    // IFACE, so `down` proceeds without the profiles and says so.
+    if (cmd.kind !== 'down' || !(e instanceof WgsplitError) || (e.code !== 'PROFILE' && e.code !== 'CONFIG_PERMS')) throw e;
+    for (const p of e.problems) ctx.err(`${formatProblem(p)}\n`);
+    if (!e.problems.length) ctx.err(`wgsplit: ${e.message}\n`);
+    ctx.err(`wgsplit: warning: profiles do not load; removing what wgsplit recorded for ${cmd.iface} anyway\n`);
+    profiles = [];
+  }
   const label = cmd.kind === 'apply' ? 'apply' : `${cmd.kind} ${cmd.iface}`;
   if (cmd.kind === 'up' && !profiles.some((p) => p.interface === cmd.iface)) {
     ctx.err(`wgsplit: warning: no profile in ${ctx.args.config} uses interface ${cmd.iface}; nothing to do\n`);

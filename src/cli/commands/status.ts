@@ -26,7 +26,7 @@ export async function status(ctx: Context): Promise<number> {
           return {
             family: `ipv${u.family}`,
             status: u.status,
-            inSync: u.status === 'active' ? drift.length === 0 : undefined,
+            inSync: u.status === 'absent' ? undefined : drift.length === 0,
             rules: { wanted: u.rules.length, installed: installedRules },
             routes: { wanted: new Set(u.routes.map(routeSlot)).size, installed: installedRoutes },
             drift: drift.length,
@@ -52,7 +52,16 @@ export async function status(ctx: Context): Promise<number> {
       ctx.out(`  interface ${i.name}: ${i.exists ? (i.up ? 'up' : 'down') : 'absent'}${i.addresses.length ? ', ' + i.addresses.join(', ') : ''}\n`);
       ctx.out(`  table ${p.table}, priority ${p.priority}\n`);
       for (const f of p.families) {
-        const state = f.status === 'absent' ? 'interface absent, installed state left as is' : f.inSync ? 'in sync' : `DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
+        const where =
+          f.status === 'absent'
+            ? 'interface absent, installed state left as is'
+            : f.status === 'stopped'
+              ? 'stopped by `wgsplit down`'
+              : f.status === 'down'
+                ? `interface down: ${f.notes[0] ?? ''}`
+                : 'up';
+        const sync = f.status === 'absent' ? '' : f.drift === 0 ? ', in sync' : `, DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
+        const state = where + sync;
         ctx.out(`  ${f.family}: ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
       }
     }
