@@ -2,14 +2,21 @@
  * An in-memory KernelPort for tests (no root, no sockets): interfaces, rules and routes,
  * foreign ones included, with the kernel's rules for identity and errors as far as wgsplit
  * can observe them:
- * - a rule `add` (NLM_F_CREATE|NLM_F_EXCL) fails with EEXIST when an identical rule exists
- *   (fib_rules.c rule_exists compares every selector, the table and the protocol);
+ * - rules are kept in kernel order: a new rule goes after the last rule whose priority is
+ *   lower or equal (fib_nl_newrule);
+ * - a rule `add` (NLM_F_CREATE|NLM_F_EXCL) fails with EEXIST when fib_rules.c rule_exists
+ *   finds one equal in every field, except that src/dst are compared only when the new rule
+ *   has them and flags (FIND_SADDR, invert) are not compared at all;
+ * - a rule `delete` removes the first rule, in list order, that matches every field the
+ *   request sets (rule_find: unset fields are wildcards), ENOENT when none does;
  * - a route `add` fails with EEXIST when its slot (family, table, dst, metric) is taken, by
  *   anyone; `replace` overwrites the slot (NLM_F_CREATE|NLM_F_REPLACE);
  * - deleting a missing rule is ENOENT, a missing route ESRCH (the route delete names type
  *   and protocol, so it never removes a foreign route sharing the slot);
  * - a unicast route through a device that does not exist is ENODEV, a `src` that is not
  *   one of the device's addresses EINVAL.
+ * observe() also reports connected networks: unicast routes in main with protocol kernel (2)
+ * and a device, as the kernel makes them from an interface's addresses.
  * `dropSelectors` simulates an old kernel that ignores rule attributes it does not know
  * (nla_parse drops types above its maxtype) and stores a wider rule than was asked for.
  * Every executed operation is appended to `log` as `<op> <opText>`; `dump()` is the sorted
@@ -20,8 +27,8 @@ import { absentInterface } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
-import { routeKey, routeSlot, type RouteSpec } from '../model/route.js';
-import { ruleKey, type RuleSpec } from '../model/rule.js';
+import { routeSlot, type RouteSpec } from '../model/route.js';
+import type { Range, RuleSpec } from '../model/rule.js';
 import type { Op, Plan } from '../plan/plan.js';
 import { opText, routeText, ruleText } from '../plan/render.js';
 import type { KernelPort, ObservedKernel } from './port.js';
@@ -39,6 +46,7 @@ export interface FakeKernelOptions {
 const OLD_KERNEL_DROPS: DroppableRuleField[] = ['ipproto', 'dport', 'sport', 'uid'];
 /** Tables never reported as someone else's collision (same as the Linux adapter). */
 const NOT_FOREIGN = new Set([253, 254, 255]);
+const RTPROT_KERNEL = 2;
 
 export class FakeKernel implements KernelPort {
   readonly interfaces = new Map<string, InterfaceFacts>();
@@ -83,7 +91,7 @@ export class FakeKernel implements KernelPort {
   }
 
   seedRule(r: RuleSpec): this {
-    this.rules.push({ ...r });
+    this.insertRule({ ...r });
     return this;
   }
 
@@ -103,11 +111,14 @@ export class FakeKernel implements KernelPort {
 
   async observe(): Promise<ObservedKernel> {
     this.observeCalls++;
-    const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map() };
+    const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     for (const r of this.rules) if (r.protocol === PROTOCOL_TAG) obs.rules.push({ ...r });
     for (const r of this.routes) {
       if (r.protocol === PROTOCOL_TAG) obs.routes.push({ ...r });
-      else if (!NOT_FOREIGN.has(r.table)) {
+      else if (r.table === 254 && r.protocol === RTPROT_KERNEL && r.type === 'unicast' && r.dev) {
+        // A network the host is directly on (the kernel made it from an address): LAN, docker bridge.
+        obs.connected!.push({ prefix: r.dst, dev: r.dev });
+      } else if (!NOT_FOREIGN.has(r.table)) {
         const list = obs.foreignRoutes.get(r.table) ?? [];
         list.push(`IPv${r.family} ${routeText(r)}`);
         obs.foreignRoutes.set(r.table, list);
@@ -145,13 +156,13 @@ export class FakeKernel implements KernelPort {
     const injected = this.failWhen?.(o);
     if (injected) throw new WgsplitError('KERNEL', injected);
     if (o.kind === 'rule') {
-      const stored = this.strip(o.rule);
-      const key = ruleKey(stored);
-      const i = this.rules.findIndex((r) => ruleKey(r) === key);
+      // An old kernel ignores attributes it does not know, in requests of both kinds.
+      const req = this.strip(o.rule);
       if (o.op === 'add') {
-        if (i >= 0) throw new WgsplitError('KERNEL', 'EEXIST');
-        this.rules.push(stored);
+        if (this.rules.some((r) => ruleExists(req, r))) throw new WgsplitError('KERNEL', 'EEXIST');
+        this.insertRule(req);
       } else {
+        const i = this.rules.findIndex((r) => ruleFind(req, r));
         if (i < 0) throw new WgsplitError('KERNEL', 'ENOENT');
         this.rules.splice(i, 1);
       }
@@ -180,6 +191,12 @@ export class FakeKernel implements KernelPort {
     if (r.src !== undefined && !dev.addresses[r.family as Family].includes(r.src)) throw new WgsplitError('KERNEL', 'EINVAL');
   }
 
+  private insertRule(r: RuleSpec): void {
+    let at = 0;
+    for (let i = 0; i < this.rules.length; i++) if (this.rules[i].family === r.family && this.rules[i].priority <= r.priority) at = i + 1;
+    this.rules.splice(at, 0, r);
+  }
+
   private strip(r: RuleSpec): RuleSpec {
     const s: RuleSpec = { ...r };
     for (const f of this.drops) {
@@ -190,5 +207,45 @@ export class FakeKernel implements KernelPort {
   }
 }
 
-/** Both kinds of identity, re-exported for tests that compare states. */
-export { routeKey, ruleKey };
+const sameRange = (a?: Range, b?: Range) => (a?.start ?? -1) === (b?.start ?? -1) && (a?.end ?? -1) === (b?.end ?? -1);
+
+/** fib_rules.c rule_exists: would the kernel refuse `n` (NLM_F_EXCL) because of `r`? */
+function ruleExists(n: RuleSpec, r: RuleSpec): boolean {
+  return (
+    r.family === n.family &&
+    r.priority === n.priority &&
+    r.table === n.table &&
+    (r.iif ?? '') === (n.iif ?? '') &&
+    (r.oif ?? '') === (n.oif ?? '') &&
+    (r.fwmark ?? 0) === (n.fwmark ?? 0) &&
+    (r.fwmask ?? 0) === (n.fwmask ?? 0) &&
+    sameRange(r.uid, n.uid) &&
+    (r.ipproto ?? 0) === (n.ipproto ?? 0) &&
+    r.protocol === n.protocol &&
+    sameRange(r.sport, n.sport) &&
+    sameRange(r.dport, n.dport) &&
+    // fib4/fib6_rule_compare: addresses only when the new rule has them
+    (n.src === undefined || r.src === n.src) &&
+    (n.dst === undefined || r.dst === n.dst)
+  );
+}
+
+/** fib_rules.c rule_find: does `r` match delete request `q` (unset fields match anything)? */
+function ruleFind(q: RuleSpec, r: RuleSpec): boolean {
+  return (
+    r.family === q.family &&
+    r.priority === q.priority &&
+    (!q.table || r.table === q.table) &&
+    (!q.iif || r.iif === q.iif) &&
+    (!q.oif || r.oif === q.oif) &&
+    (!q.fwmark || r.fwmark === q.fwmark) &&
+    (!q.fwmask || r.fwmask === q.fwmask) &&
+    (!q.uid || sameRange(r.uid, q.uid)) &&
+    (!q.ipproto || r.ipproto === q.ipproto) &&
+    (!q.protocol || r.protocol === q.protocol) &&
+    (!q.sport || sameRange(r.sport, q.sport)) &&
+    (!q.dport || sameRange(r.dport, q.dport)) &&
+    (q.src === undefined || r.src === q.src) &&
+    (q.dst === undefined || r.dst === q.dst)
+  );
+}

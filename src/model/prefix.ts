@@ -20,7 +20,8 @@ export function parseAddress(text: string): { family: Family; addr: bigint } | u
     const parts = text.split('.').map(Number);
     return { family: 4, addr: BigInt(((parts[0] << 24) >>> 0) + (parts[1] << 16) + (parts[2] << 8) + parts[3]) };
   }
-  if (isIPv6(text)) {
+  // node's isIPv6 accepts a zone (fe80::1%eth0); a zone means nothing in a route prefix.
+  if (isIPv6(text) && !text.includes('%')) {
     let s = text.toLowerCase();
     // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
     const v4tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);

@@ -7,8 +7,9 @@ import type { Desired } from '../compile/desired.js';
 import { facts as makeFacts, type Facts, type InterfaceFacts } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import type { KernelPort, ObservedKernel } from '../kernel/port.js';
-import { diff } from '../plan/diff.js';
+import { diff, kernelSameRule } from '../plan/diff.js';
 import type { Plan } from '../plan/plan.js';
+import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import type { OwnedTables, StateStore } from '../state/owned.js';
@@ -93,12 +94,17 @@ export async function applyCommand(
   preflight(c, opts.lenient);
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
   saveState(state, c, cmd, 'before');
-  if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);
+  try {
+    if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);
+  } catch (e) {
+    await failClosed(kernel, c, e);
+  }
   const after = await kernel.observe();
   const residue = diff(c.desired, after, c.scope);
   if (residue.ops.length) {
     const stray = residue.ops.filter((o) => o.kind === 'rule' && o.op === 'delete');
     if (stray.length) await kernel.apply({ ops: stray });
+    await removeUnseen(kernel, c, residue.ops, after.rules);
     throw new WgsplitError(
       'KERNEL_UNSUPPORTED',
       `the kernel stored something other than what was asked for; removed the stray rules to fail closed:\n` +
@@ -108,6 +114,62 @@ export async function applyCommand(
   }
   saveState(state, c, cmd, 'after');
   return { ...c, written: c.plan.ops.length };
+}
+
+/**
+ * After a failed apply: a rule this run wrote that no profile wants is one the kernel
+ * stored wider than asked (an old kernel drops ipproto/dport, so tcp and udp collapse into
+ * one catch-all and the second add fails with EEXIST). Remove those and say so; rules that
+ * were there before stay, so a half-applied edit never leaks matching traffic to main.
+ */
+async function failClosed(kernel: KernelPort, c: Computed, failure: unknown): Promise<never> {
+  let stray: Plan['ops'] = [];
+  let residue: Plan['ops'] = [];
+  let visible: RuleSpec[] = [];
+  try {
+    const before = new Set(c.observed.rules.map(ruleKey));
+    const after = await kernel.observe();
+    visible = after.rules;
+    residue = diff(c.desired, after, c.scope).ops;
+    stray = residue.filter((o) => o.kind === 'rule' && o.op === 'delete' && !before.has(ruleKey(o.rule)));
+  } catch {
+    throw failure;
+  }
+  if (stray.length) await kernel.apply({ ops: stray });
+  const unseen = await removeUnseen(kernel, c, residue, visible);
+  if (!stray.length && !unseen.length) throw failure;
+  throw new WgsplitError(
+    'KERNEL_UNSUPPORTED',
+    `${(failure as Error).message}; the kernel stored rules other than what was asked for; removed them to fail closed:\n` +
+      [...stray.map((o) => `  ${opText(o)}`), ...unseen].join('\n') +
+      `\n(rule selectors such as ipproto, dport and uidrange need Linux 4.17+)`,
+    { cause: failure },
+  );
+}
+
+/**
+ * Rules this run added that do not read back at all: a kernel before 4.17 ignores
+ * FRA_PROTOCOL (our tag) along with ipproto and the port ranges, so the catch-all it stored
+ * is invisible to observe(). The same request as a delete is stripped the same way and
+ * rule_find matches what was stored; ENOENT means nothing was. A request that would also
+ * match a rule that does read back (rule_find treats unset fields, e.g. a missing src, as
+ * wildcards) is not sent. Returns what was removed.
+ */
+async function removeUnseen(kernel: KernelPort, c: Computed, residue: Plan['ops'], visible: RuleSpec[]): Promise<string[]> {
+  const asked = new Set(c.plan.ops.filter((o) => o.kind === 'rule' && o.op === 'add').map((o) => ruleKey((o as { rule: RuleSpec }).rule)));
+  const removed: string[] = [];
+  for (const o of residue) {
+    if (o.kind !== 'rule' || o.op !== 'add' || !asked.has(ruleKey(o.rule))) continue;
+    const req = o.rule;
+    if (visible.some((r) => kernelSameRule(req, r))) continue;
+    try {
+      await kernel.apply({ ops: [{ op: 'delete', kind: 'rule', rule: o.rule, profile: o.profile }] });
+      removed.push(`  ${opText(o)} (stored without its selectors)`);
+    } catch {
+      // not stored at all
+    }
+  }
+  return removed;
 }
 
 /**
