@@ -5,7 +5,9 @@
  * report every problem at once.
  */
 import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { locate } from './locate.js';
+import { parseListFile } from './listFile.js';
 import { WgsplitError, type Problem } from '../errors.js';
 import { parseProfile } from './parse.js';
 import type { Profile } from './types.js';
@@ -49,6 +51,35 @@ export function loadProfileDir(dir: string): LoadedProfiles {
 }
 
 /** Parse and cross-validate the given files; throws PROFILE with every problem. */
+/** Read a profile's list files (relative to its own directory) into include / exclude. */
+function readLists(p: Profile, text: string, problems: Problem[]): void {
+  for (const [key, files, into] of [
+    ['include_files', p.includeFiles, p.include],
+    ['exclude_files', p.excludeFiles, p.exclude],
+  ] as const) {
+    files.forEach((name, i) => {
+      const path = isAbsolute(name) ? name : join(dirname(p.file), name);
+      let body: string;
+      try {
+        body = readFileSync(path, 'utf8');
+      } catch (e) {
+        const pos = locate(text, key, i);
+        problems.push({ file: p.file, line: pos.line, col: pos.col, message: `${key}[${i}]: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? e}` });
+        return;
+      }
+      const perms: string[] = [];
+      checkPerms(path, 'list file', perms);
+      for (const m of perms) {
+        const pos = locate(text, key, i);
+        problems.push({ file: p.file, line: pos.line, col: pos.col, message: m });
+      }
+      const r = parseListFile(path, body);
+      problems.push(...r.problems);
+      into.push({ text: `file ${name}`, prefixes: r.prefixes });
+    });
+  }
+}
+
 export function loadProfileFiles(files: string[]): Profile[] {
   const problems: Problem[] = [];
   const texts = new Map<string, string>();
@@ -64,7 +95,10 @@ export function loadProfileFiles(files: string[]): Profile[] {
     texts.set(file, text);
     const r = parseProfile(file, text);
     problems.push(...r.problems);
-    if (r.profile) profiles.push(r.profile);
+    if (r.profile) {
+      readLists(r.profile, text, problems);
+      profiles.push(r.profile);
+    }
   }
   problems.push(...validateSet(profiles, texts));
   if (problems.length) {

@@ -108,7 +108,13 @@ export function parseProfile(file: string, text: string): ParseResult {
   }
 
   const families = parseFamilies(raw.families, at, atValue);
-  const include = parsePrefixList('include', raw.include ?? ['0.0.0.0/0', '::/0'], raw.include !== undefined, at);
+  // include_files alone means "only these": the everything-default applies when neither is set.
+  const include = parsePrefixList('include', raw.include ?? (raw.include_files ? [] : ['0.0.0.0/0', '::/0']), raw.include !== undefined, at);
+  for (const key of ['include_files', 'exclude_files'] as const) {
+    (raw[key] ?? []).forEach((f, i) => {
+      if (!f || f.includes('\0')) at(`${key}[${i}]: not a file name`, key, i);
+    });
+  }
   const exclude = parsePrefixList('exclude', raw.exclude ?? ['@private'], raw.exclude !== undefined, at);
   if (raw.include !== undefined && raw.include.length === 0) atValue('include is empty: nothing would go through the tunnel (remove the key for everything)', 'include');
 
@@ -135,6 +141,8 @@ export function parseProfile(file: string, text: string): ParseResult {
       protocols,
       include,
       exclude,
+      includeFiles: raw.include_files ?? [],
+      excludeFiles: raw.exclude_files ?? [],
       dports,
       sports,
       uids,

@@ -16,6 +16,8 @@ export const profileSchema = z
     protocols: stringList.optional(),
     include: stringList.optional(),
     exclude: stringList.optional(),
+    include_files: stringList.optional(),
+    exclude_files: stringList.optional(),
     dports: z.array(portOrRange).optional(),
     sports: z.array(portOrRange).optional(),
     uids: z.array(portOrRange).optional(),

@@ -20,6 +20,9 @@ export interface Profile {
   protocols?: Protocol[];
   include: PrefixSource[];
   exclude: PrefixSource[];
+  /** list files (one prefix per line), relative to the config directory; read by load.ts */
+  includeFiles: string[];
+  excludeFiles: string[];
   dports: Range[];
   sports: Range[];
   uids: Range[];
