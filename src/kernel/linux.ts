@@ -10,6 +10,7 @@ import type { Op, Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
+import { errnoName, RawRoutes } from './rawRoutes.js';
 import type { KernelPort, ObservedKernel } from './port.js';
 import { wgEndpoints } from './wg.js';
 
@@ -21,10 +22,20 @@ const IN_FLIGHT = 64;
 
 export class LinuxKernel implements KernelPort {
   private nl = new Rtnl();
+  private raw = new RawRoutes();
+  private ifindex = new Map<string, number>();
+  private ifname = new Map<number, string>();
   readonly notes: string[] = [];
 
-  async interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>> {
+  private async refreshLinks() {
     const links = await this.nl.links(true);
+    this.ifindex = new Map(links.map((l) => [l.name, l.index]));
+    this.ifname = new Map(links.map((l) => [l.index, l.name]));
+    return links;
+  }
+
+  async interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>> {
+    const links = await this.refreshLinks();
     const addrs = await this.nl.addresses();
     const out = new Map<string, InterfaceFacts>();
     for (const name of new Set(names)) {
@@ -46,16 +57,21 @@ export class LinuxKernel implements KernelPort {
 
   async observe(): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
+    await this.refreshLinks();
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
-      for (const d of await this.nl.routes(family)) {
-        if (d.protocol === PROTOCOL_TAG && d.spec) obs.routes.push(d.spec);
-        else if (d.table === 254 && d.protocol === RTPROT_KERNEL && d.scope === RT_SCOPE_LINK && d.dev && d.spec?.type === 'unicast') {
-          obs.connected!.push({ prefix: d.dst, dev: d.dev });
-        }
-        else if (d.table !== 254 && d.table !== 253) {
+      for (const d of await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i))) {
+        if (d.table === 255) continue; // local: the kernel's alone
+        if (d.spec) obs.routes.push(d.spec);
+        else if (d.table === 254) {
+          if (d.protocol === RTPROT_KERNEL && d.scope === RT_SCOPE_LINK && d.type === 1 && d.oif !== undefined && !d.gateway) {
+            const dev = this.ifname.get(d.oif);
+            if (dev) obs.connected!.push({ prefix: d.dst, dev });
+          }
+        } else if (d.table !== 253 && d.protocol !== PROTOCOL_TAG) {
           const list = obs.foreignRoutes.get(d.table) ?? [];
-          list.push(`IPv${family} ${d.text}`);
+          if (list.length < 5) list.push(`IPv${family} ${d.dst}${d.oif !== undefined ? ' dev ' + (this.ifname.get(d.oif) ?? d.oif) : ''}`);
+          else list.push('');
           obs.foreignRoutes.set(d.table, list);
         }
       }
@@ -67,11 +83,48 @@ export class LinuxKernel implements KernelPort {
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
     let done = 0;
     for (const phase of phases(plan.ops)) {
+      if (phase[0].kind === 'route') {
+        await this.routeBatch(phase as RouteOp[], (n) => onProgress?.(done + n, plan.ops.length));
+        done += phase.length;
+        continue;
+      }
       for (let i = 0; i < phase.length; i += IN_FLIGHT) {
         await Promise.all(phase.slice(i, i + IN_FLIGHT).map((o) => this.execute(o)));
         done += Math.min(IN_FLIGHT, phase.length - i);
         onProgress?.(done, plan.ops.length);
       }
+    }
+  }
+
+  /**
+   * Routes go out pre-encoded, many per sendmsg. Tolerated, because another writer (the
+   * watcher and wg-quick's PostUp) may have got there first: EEXIST on add (retried as a
+   * replace, which writes exactly our route) and ESRCH/ENOENT on delete (already gone).
+   */
+  private async routeBatch(ops: RouteOp[], progress: (n: number) => void): Promise<void> {
+    const lookup = (name: string) => this.ifindex.get(name);
+    const encode = (o: RouteOp, op: 'add' | 'replace' | 'delete') => {
+      try {
+        return this.raw.encode(op, o.route, lookup);
+      } catch (e) {
+        throw new WgsplitError((e as WgsplitError).code ?? 'KERNEL', `${o.op} ${opText(o)}: ${(e as Error).message}`, { cause: e });
+      }
+    };
+    const errs = await this.raw.execute(ops.map((o) => encode(o, o.op)), 128, progress);
+    const retry: RouteOp[] = [];
+    errs.forEach((errno, i) => {
+      if (errno === 0) return;
+      const o = ops[i];
+      const name = errnoName(errno);
+      if (o.op === 'add' && name === 'EEXIST') retry.push(o);
+      else if (o.op === 'delete' && (name === 'ESRCH' || name === 'ENOENT')) return;
+      else throw new WgsplitError(name === 'ENODEV' ? 'NO_INTERFACE' : 'KERNEL', `${o.op} ${opText(o)}: ${name}`);
+    });
+    if (retry.length) {
+      const again = await this.raw.execute(retry.map((o) => encode(o, 'replace')));
+      again.forEach((errno, i) => {
+        if (errno) throw new WgsplitError('KERNEL', `replace ${opText(retry[i])}: ${errnoName(errno)}`);
+      });
     }
   }
 
@@ -84,14 +137,20 @@ export class LinuxKernel implements KernelPort {
       else await this.nl.putRoute(o.route, o.op === 'replace');
     } catch (e) {
       const err = e as WgsplitError;
+      const errno = /\b(E[A-Z]+)\b/.exec(err.message)?.[1];
+      // Another writer got there first: the rule is exactly ours (EEXIST) or already gone.
+      if (o.kind === 'rule' && ((o.op === 'add' && errno === 'EEXIST') || (o.op === 'delete' && errno === 'ENOENT'))) return;
       throw new WgsplitError(err.code ?? 'KERNEL', `${o.op} ${opText(o)}: ${err.message}`, { cause: e });
     }
   }
 
   close(): void {
     this.nl.close();
+    this.raw.close();
   }
 }
+
+type RouteOp = Extract<Op, { kind: 'route' }>;
 
 function phases(ops: Op[]): Op[][] {
   const out: Op[][] = [];

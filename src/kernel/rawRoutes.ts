@@ -1,0 +1,262 @@
+/**
+ * Routes in bulk over a raw rtnetlink socket: our own encoding of RTM_NEWROUTE /
+ * RTM_DELROUTE (rtnetlink(7)), many messages per sendmsg, and a dump parser that builds
+ * objects only for routes carrying our tag. Why not the `netlink` package's typed calls:
+ * they encode and parse every attribute of every route through generic structs; measured
+ * here (DESIGN.md) 3.3-3.7 s for 100k routes, against 0.75 s for pre-encoded messages,
+ * while `ip -batch` takes 1.9 s. Rules stay on the typed API (there are few of them).
+ *
+ * The package's RawNetlinkSocket is used only as a transport (socket, send, receive).
+ */
+import netlink from 'netlink';
+import { formatAddress, type Family } from '../model/prefix.js';
+import type { RouteSpec, RouteType } from '../model/route.js';
+import { WgsplitError } from '../errors.js';
+
+const { RawNetlinkSocket } = netlink;
+
+const NETLINK_ROUTE = 0;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const RTM_NEWROUTE = 24;
+const RTM_DELROUTE = 25;
+const RTM_GETROUTE = 26;
+const F_REQUEST = 0x1;
+const F_ACK = 0x4;
+const F_DUMP = 0x300;
+const F_REPLACE = 0x100;
+const F_EXCL = 0x200;
+const F_CREATE = 0x400;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
+const RTA_MULTIPATH = 9;
+const RTA_TABLE = 15;
+const AF: Record<Family, number> = { 4: 2, 6: 10 };
+const TYPE_NUM: Record<RouteType, number> = { unicast: 1, unreachable: 7, throw: 9 };
+const TYPE_OF: Record<number, RouteType> = { 1: 'unicast', 7: 'unreachable', 9: 'throw' };
+const RT_SCOPE_UNIVERSE = 0;
+const RT_SCOPE_LINK = 253;
+const RT_SCOPE_NOWHERE = 255;
+
+/** A dumped route, minimal: full specs only for our tag, a short text for the rest. */
+export interface RawRoute {
+  family: Family;
+  table: number;
+  protocol: number;
+  scope: number;
+  type: number;
+  dst: string;
+  oif?: number;
+  gateway: boolean;
+  spec?: RouteSpec; // only when protocol === the wanted tag and the type is one we make
+}
+
+const errnoNames: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 13: 'EACCES', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 95: 'EOPNOTSUPP', 101: 'ENETUNREACH', 105: 'ENOBUFS' };
+
+function addrText(family: Family, b: Buffer, off: number): string {
+  if (family === 4) return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+  let v = 0n;
+  for (let i = 0; i < 16; i++) v = (v << 8n) | BigInt(b[off + i]);
+  return formatAddress(6, v);
+}
+
+function putAddr(family: Family, text: string, out: Buffer, off: number): void {
+  if (family === 4) {
+    const p = text.split('.');
+    for (let i = 0; i < 4; i++) out[off + i] = Number(p[i]);
+    return;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  for (let i = 0; i < 8; i++) out.writeUInt16BE(parseInt(groups[i], 16), off + i * 2);
+}
+
+export class RawRoutes {
+  private readonly sock: InstanceType<typeof RawNetlinkSocket>;
+  private seq = 1;
+  private readonly pending = new Map<number, (errno: number) => void>();
+  private dumpSink?: { seq: number; onMsg: (b: Buffer, off: number, len: number) => void; done: () => void; fail: (e: Error) => void };
+
+  constructor() {
+    this.sock = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: 16 << 20, sendBufferSize: 4 << 20 } as never);
+    this.sock.on('message', (buf: Buffer) => this.receive(buf));
+    this.sock.unref();
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+
+  private receive(buf: Buffer): void {
+    let off = 0;
+    while (off + 16 <= buf.length) {
+      const len = buf.readUInt32LE(off);
+      if (len < 16 || off + len > buf.length) break;
+      const type = buf.readUInt16LE(off + 4);
+      const seq = buf.readUInt32LE(off + 8);
+      if (type === NLMSG_ERROR) {
+        const errno = -buf.readInt32LE(off + 16);
+        const cb = this.pending.get(seq);
+        if (cb) {
+          this.pending.delete(seq);
+          cb(errno);
+        } else if (this.dumpSink?.seq === seq) this.dumpSink.fail(new Error(`dump failed: ${errnoNames[errno] ?? errno}`));
+      } else if (this.dumpSink && seq === this.dumpSink.seq) {
+        if (type === NLMSG_DONE) this.dumpSink.done();
+        else this.dumpSink.onMsg(buf, off, len);
+      }
+      off += (len + 3) & ~3;
+    }
+  }
+
+  /** Dump one family's routes; `tag` selects which get full specs. */
+  dump(family: Family, tag: number, ifname: (index: number) => string | undefined): Promise<RawRoute[]> {
+    const seq = this.seq++;
+    const req = Buffer.alloc(16 + 12);
+    req.writeUInt32LE(req.length, 0);
+    req.writeUInt16LE(RTM_GETROUTE, 4);
+    req.writeUInt16LE(F_REQUEST | F_DUMP, 6);
+    req.writeUInt32LE(seq, 8);
+    req[16] = AF[family];
+    const out: RawRoute[] = [];
+    return new Promise((resolve, reject) => {
+      this.sock.ref();
+      const finish = (e?: Error) => {
+        this.dumpSink = undefined;
+        this.sock.unref();
+        if (e) reject(e);
+        else resolve(out);
+      };
+      this.dumpSink = {
+        seq,
+        done: () => finish(),
+        fail: (e) => finish(e),
+        onMsg: (b, off, len) => {
+          const r = off + 16;
+          if (b[r] !== AF[family]) return;
+          const dstLen = b[r + 1];
+          const srcLen = b[r + 2];
+          let table = b[r + 4];
+          const protocol = b[r + 5];
+          const scope = b[r + 6];
+          const type = b[r + 7];
+          let dst: string | undefined;
+          let oif: number | undefined;
+          let metric = 0;
+          let prefsrc: string | undefined;
+          let gateway = false;
+          let a = r + 12;
+          const end = off + len;
+          while (a + 4 <= end) {
+            const alen = b.readUInt16LE(a);
+            const atype = b.readUInt16LE(a + 2) & 0x3fff;
+            if (alen < 4) break;
+            const d = a + 4;
+            if (atype === RTA_TABLE) table = b.readUInt32LE(d);
+            else if (atype === RTA_DST) dst = addrText(family, b, d);
+            else if (atype === RTA_OIF) oif = b.readUInt32LE(d);
+            else if (atype === RTA_PRIORITY) metric = b.readUInt32LE(d);
+            else if (atype === RTA_GATEWAY || atype === RTA_MULTIPATH) gateway = true;
+            else if (atype === RTA_PREFSRC && protocol === tag) prefsrc = addrText(family, b, d);
+            a += (alen + 3) & ~3;
+          }
+          const dstText = `${dst ?? (family === 4 ? '0.0.0.0' : '::')}/${dstLen}`;
+          const route: RawRoute = { family, table, protocol, scope, type, dst: dstText, oif, gateway };
+          const t = TYPE_OF[type];
+          if (protocol === tag && t && !gateway && srcLen === 0) {
+            const spec: RouteSpec = { family, table, type: t, dst: dstText, metric, protocol };
+            if (t === 'unicast') {
+              if (oif !== undefined) spec.dev = ifname(oif) ?? `if${oif}`;
+              if (prefsrc) spec.src = prefsrc;
+            }
+            route.spec = spec;
+          }
+          out.push(route);
+        },
+      };
+      this.sock.send(req, {}, (err?: Error) => err && finish(err));
+    });
+  }
+
+  /** Encode one route request. */
+  encode(op: 'add' | 'replace' | 'delete', r: RouteSpec, ifindex: (name: string) => number | undefined): Buffer {
+    const alen = r.family === 4 ? 4 : 16;
+    const [addr, lenText] = r.dst.split('/');
+    const dstLen = Number(lenText);
+    const attrs: [number, number][] = []; // [type, payload length]
+    if (dstLen > 0 || r.family === 6) attrs.push([RTA_DST, alen]);
+    attrs.push([RTA_TABLE, 4], [RTA_PRIORITY, 4]);
+    let oif: number | undefined;
+    if (r.type === 'unicast' && op !== 'delete' && r.dev) {
+      oif = ifindex(r.dev);
+      if (oif === undefined) throw new WgsplitError('NO_INTERFACE', `interface ${r.dev} does not exist`);
+      attrs.push([RTA_OIF, 4]);
+      if (r.src) attrs.push([RTA_PREFSRC, alen]);
+    }
+    const size = 16 + 12 + attrs.reduce((n, [, l]) => n + 4 + ((l + 3) & ~3), 0);
+    const b = Buffer.alloc(size);
+    b.writeUInt32LE(size, 0);
+    b.writeUInt16LE(op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE, 4);
+    const flags = F_REQUEST | F_ACK | (op === 'delete' ? 0 : F_CREATE | (op === 'replace' ? F_REPLACE : F_EXCL));
+    b.writeUInt16LE(flags, 6);
+    // seq is written by send()
+    let o = 16;
+    b[o] = AF[r.family];
+    b[o + 1] = dstLen;
+    b[o + 4] = r.table < 256 ? r.table : 0; // RT_TABLE_UNSPEC; the real id is RTA_TABLE
+    b[o + 5] = r.protocol;
+    // iproute2's choice: a unicast route without a gateway is scope link; throw and
+    // unreachable are universe; a delete matches any scope with NOWHERE.
+    b[o + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : r.type === 'unicast' ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+    b[o + 7] = TYPE_NUM[r.type];
+    o += 12;
+    for (const [type, l] of attrs) {
+      b.writeUInt16LE(4 + l, o);
+      b.writeUInt16LE(type, o + 2);
+      const d = o + 4;
+      if (type === RTA_DST) putAddr(r.family, addr, b, d);
+      else if (type === RTA_TABLE) b.writeUInt32LE(r.table, d);
+      else if (type === RTA_PRIORITY) b.writeUInt32LE(r.metric, d);
+      else if (type === RTA_OIF) b.writeUInt32LE(oif!, d);
+      else if (type === RTA_PREFSRC) putAddr(r.family, r.src!, b, d);
+      o += 4 + ((l + 3) & ~3);
+    }
+    return b;
+  }
+
+  /**
+   * Send messages `perSend` at a time in one sendmsg each and wait for every ACK. Returns
+   * the errno (0 = ok) of each message, in order. The window keeps the ACKs in flight far
+   * below the receive buffer (an overflow aborts the process in the package's native code).
+   */
+  async execute(msgs: Buffer[], perSend = 128, onProgress?: (done: number) => void): Promise<number[]> {
+    const results = new Array<number>(msgs.length).fill(0);
+    this.sock.ref();
+    try {
+      for (let i = 0; i < msgs.length; i += perSend) {
+        const chunk = msgs.slice(i, i + perSend);
+        const waits: Promise<void>[] = [];
+        chunk.forEach((m, j) => {
+          const seq = this.seq++;
+          m.writeUInt32LE(seq, 8);
+          waits.push(new Promise<void>((res) => this.pending.set(seq, (errno) => ((results[i + j] = errno), res()))));
+        });
+        await new Promise<void>((res, rej) => this.sock.send(Buffer.concat(chunk), {}, (err?: Error) => (err ? rej(err) : res())));
+        await Promise.all(waits);
+        onProgress?.(Math.min(i + perSend, msgs.length));
+      }
+    } finally {
+      this.sock.unref();
+    }
+    return results;
+  }
+}
+
+export function errnoName(errno: number): string {
+  return errnoNames[errno] ?? `errno ${errno}`;
+}
