@@ -26,12 +26,13 @@
  *         source from T's route first and the rule matches when it is the tunnel's.
  */
 import { BLOCK_METRIC, IPPROTO, PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
-import { aggregate, covers, formatPrefix, parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
+import { aggregate, coverIndex, formatPrefix, parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
 import type { RouteSpec } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
-import { absentInterface, facts, type ConnectedRoute, type Facts, type InterfaceFacts } from './facts.js';
+import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
+import { renderNft, type NftFragment } from './nftScript.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
@@ -39,7 +40,39 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   const f = input instanceof Map ? facts(input) : input;
   const out: Desired = { units: [], errors: [], warnings: [] };
   for (const p of profiles) compileProfile(p, f, out);
+  out.nft = renderNft(out.units.filter((u) => u.nft && (u.status === 'active' || u.status === 'down')).map((u) => u.nft!));
+  out.sysctls = rpFilterNeeds(out, f);
   return out;
+}
+
+/**
+ * fwmark mode sends a connection out of the tunnel with the mark deciding, but the reply
+ * arrives on the tunnel unmarked; strict reverse-path filtering (rp_filter = 1) looks up
+ * the sender without the mark, finds the uplink, and drops it. Loose mode (2) on the tunnel
+ * interface fixes that (the effective value is max(all, device): ip-sysctl.rst). Once set,
+ * the state store remembers the original, and wgsplit keeps it until no fwmark profile uses
+ * the interface, then restores it.
+ */
+function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
+  const out: NonNullable<Desired['sysctls']> = [];
+  const seen = new Set<string>();
+  for (const u of d.units) {
+    if (u.mode !== 'fwmark' || u.family !== 4 || u.status !== 'active') continue;
+    const path = `net/ipv4/conf/${u.profile.interface}/rp_filter`;
+    if (seen.has(path)) continue;
+    seen.add(path);
+    const dev = f.interfaces.get(u.profile.interface)?.rpFilter;
+    if (path in f.changedSysctls || dev === 1 || f.rpFilterAll === 1) {
+      out.push({ path, value: 2, why: `replies of fwmark-routed connections arrive on ${u.profile.interface} unmarked; strict rp_filter would drop them` });
+    }
+  }
+  return out;
+}
+
+/** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
+export function modeOf(p: Profile, f: Facts): 'rule' | 'fwmark' {
+  if (p.mode !== 'auto') return p.mode;
+  return f.ruleSelectors.supported ? 'rule' : 'fwmark';
 }
 
 /**
@@ -51,7 +84,7 @@ function compileProfile(p: Profile, f: Facts, out: Desired): void {
   const memory = f.remembered.get(p.interface);
   if (f.stopped.has(p.interface)) {
     for (const family of p.families ?? ([4, 6] as Family[])) {
-      out.units.push({ profile: p, family, status: 'stopped', rules: [], routes: [], notes: [`${p.interface} was taken down with \`wgsplit down ${p.interface}\``] });
+      out.units.push({ profile: p, family, status: 'stopped', mode: modeOf(p, f), rules: [], routes: [], notes: [`${p.interface} was taken down with \`wgsplit down ${p.interface}\``] });
     }
     return;
   }
@@ -61,7 +94,7 @@ function compileProfile(p: Profile, f: Facts, out: Desired): void {
   const families = p.families ?? known;
   if (!iface.exists && !memory) {
     for (const family of p.families ?? ([4, 6] as Family[])) {
-      out.units.push({ profile: p, family, status: 'absent', rules: [], routes: [], notes: [`${p.interface} does not exist`] });
+      out.units.push({ profile: p, family, status: 'absent', mode: modeOf(p, f), rules: [], routes: [], notes: [`${p.interface} does not exist`] });
     }
     out.warnings.push(`profile ${p.name}: interface ${p.interface} does not exist; its installed state (if any) is left as it is`);
     return;
@@ -72,12 +105,12 @@ function compileProfile(p: Profile, f: Facts, out: Desired): void {
   }
   for (const family of families) {
     if (live && has(iface, family)) {
-      out.units.push(compileUnit(p, iface, family, f.connected, 'active'));
+      out.units.push(compileUnit(p, iface, family, f, 'active'));
     } else if (has(memory, family) || has(iface, family)) {
       // Down, gone, or lost this family's address: keep rules and throws; the kernel has
       // already dropped the dev routes, and on_down decides between unreachable and main.
       const basis = has(iface, family) ? { ...iface, endpoints: memory?.endpoints ?? iface.endpoints } : memory!;
-      const u = compileUnit(p, basis, family, f.connected, 'down');
+      const u = compileUnit(p, basis, family, f, 'down');
       u.notes.unshift(`${p.interface} is ${!iface.exists ? 'gone' : !iface.up ? 'down' : `without an ${FAMILY_NAME[family]} address`}: on_down = "${p.onDown}"`);
       out.units.push(u);
     } else {
@@ -90,8 +123,11 @@ export function familyPrefixes(sources: Profile['include'], family: Family): Pre
   return sources.flatMap((s) => s.prefixes).filter((x) => x.family === family);
 }
 
-function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, connected: ConnectedRoute[], status: 'active' | 'down'): Unit {
+function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts, status: 'active' | 'down'): Unit {
   const notes: string[] = [];
+  const connected = f.connected;
+  const mode = modeOf(p, f);
+  if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
   const src = iface.addresses[family][0];
   const metric = ROUTE_METRIC[family];
   const excludes = familyPrefixes(p.exclude, family);
@@ -112,8 +148,12 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, connecte
   const throws = aggregate(excludes);
   // An include covered by an exclusion would win the longest-prefix match against its throw;
   // exclusions win, so such includes are dropped. Throws outside every include do nothing.
-  const includes = aggregate(familyPrefixes(p.include, family)).filter((inc) => !throws.some((t) => covers(t, inc)));
-  const usefulThrows = throws.filter((t) => includes.some((inc) => covers(inc, t)));
+  const excluded = coverIndex(throws);
+  const includes = aggregate(familyPrefixes(p.include, family)).filter((inc) => !excluded(inc));
+  const included = coverIndex(includes);
+  const usefulThrows = throws.filter((t) => included(t));
+
+  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes);
 
   const routes: RouteSpec[] = [];
   for (const inc of includes) {
@@ -158,7 +198,38 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, connecte
               rules.push(r);
             }
   }
-  return { profile: p, family, status, rules, routes, notes };
+  return { profile: p, family, status, mode, rules, routes, notes };
+}
+
+/**
+ * fwmark mode: nftables decides what is diverted (see nftScript.ts), so T holds only the
+ * way out (`default dev IFACE`, plus the unreachable fallback for on_down = "block") and
+ * one rule per family sends marked packets to it. No source trick is needed: only packets
+ * of connections this host opened are marked, and SNAT fixes their source.
+ */
+function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[]): Unit {
+  const routes: RouteSpec[] = [];
+  const dst = family === 4 ? '0.0.0.0/0' : '::/0';
+  if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
+  if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
+  const rules: RuleSpec[] = includes.length
+    ? [{ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask }]
+    : [];
+  const nft: NftFragment = {
+    profile: p.name,
+    family,
+    priority: p.priority,
+    iface: p.interface,
+    mark: p.fwmark,
+    mask: p.fwmarkMask,
+    protocols: p.protocols,
+    dports: p.dports,
+    sports: p.sports,
+    uids: p.uids,
+    include: includes,
+    exclude: throws,
+  };
+  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft };
 }
 
 function parsePrefixOrThrow(text: string): Prefix {

@@ -18,6 +18,8 @@ export interface InterfaceFacts {
   addresses: Record<Family, string[]>;
   /** WireGuard peers' endpoints (`wg show IFACE endpoints`); empty when unknown */
   endpoints: Endpoint[];
+  /** net.ipv4.conf.IFACE.rp_filter, when read (fwmark mode needs it not strict) */
+  rpFilter?: number;
 }
 
 export function absentInterface(name: string): InterfaceFacts {
@@ -43,8 +45,25 @@ export interface Facts {
   remembered: Map<string, InterfaceFacts>;
   /** interfaces taken down with `wgsplit down`: their profiles want nothing */
   stopped: Set<string>;
+  /**
+   * Whether the kernel stores every rule selector wgsplit uses (probed by adding and reading
+   * back a rule that matches nothing; see kernel/probe.ts). Decides mode = "auto".
+   */
+  ruleSelectors: { supported: boolean; missing: string[] };
+  /** net.ipv4.conf.all.rp_filter; the effective value for a device is max(all, device) */
+  rpFilterAll?: number;
+  /** sysctls wgsplit changed, with their original values (state store) */
+  changedSysctls: Record<string, number>;
 }
 
 export function facts(interfaces: Map<string, InterfaceFacts>, more: Partial<Omit<Facts, 'interfaces'>> = {}): Facts {
-  return { interfaces, connected: more.connected ?? [], remembered: more.remembered ?? new Map(), stopped: more.stopped ?? new Set() };
+  return {
+    interfaces,
+    connected: more.connected ?? [],
+    remembered: more.remembered ?? new Map(),
+    stopped: more.stopped ?? new Set(),
+    ruleSelectors: more.ruleSelectors ?? { supported: true, missing: [] },
+    rpFilterAll: more.rpFilterAll,
+    changedSysctls: more.changedSysctls ?? {},
+  };
 }

@@ -9,6 +9,7 @@ import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { formatProblem, WgsplitError } from '../errors.js';
 import { classify } from '../kernel/events.js';
 import { IpMonitor } from '../kernel/monitor.js';
+import { wgEndpoints } from '../kernel/wg.js';
 import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
@@ -28,7 +29,17 @@ export interface WatchOptions {
   cleanupOnExit: boolean;
   resyncMs: number;
   scheduler?: SchedulerOptions;
+  /** how often to look at WireGuard endpoints of UDP profiles' interfaces (0: never) */
+  endpointPollMs?: number;
 }
+
+/**
+ * WireGuard endpoints change with no rtnetlink event (`wg set ... endpoint`, roaming), and a
+ * profile that can match UDP needs its endpoint throw to follow, or the tunnel's own packets
+ * loop into the tunnel. So those interfaces (only those: TCP-only profiles cost nothing) are
+ * polled with `wg show IFACE endpoints`.
+ */
+const ENDPOINT_POLL_MS = 1000;
 
 export class Watcher {
   private profiles: Profile[] = [];
@@ -40,6 +51,8 @@ export class Watcher {
   private reloadTimer?: NodeJS.Timeout;
   private stopping = false;
   private overflowLogged = 0;
+  private endpointTimer?: NodeJS.Timeout;
+  private readonly endpointsSeen = new Map<string, string>();
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
@@ -68,6 +81,25 @@ export class Watcher {
     });
     this.fsWatcher.on('error', (e) => this.o.log.warn('config directory watch error', { error: String(e) }));
     if (this.o.resyncMs > 0) this.resyncTimer = setInterval(() => this.scheduler.trigger('periodic re-sync', false), this.o.resyncMs);
+    this.scheduleEndpointPoll();
+  }
+
+  private scheduleEndpointPoll(): void {
+    const ms = this.o.endpointPollMs ?? ENDPOINT_POLL_MS;
+    if (ms <= 0 || this.stopping) return;
+    this.endpointTimer = setTimeout(() => void this.pollEndpoints().finally(() => this.scheduleEndpointPoll()), ms);
+  }
+
+  private async pollEndpoints(): Promise<void> {
+    const ifaces = new Set(this.profiles.filter((p) => p.protocols === undefined || p.protocols.includes('udp')).map((p) => p.interface));
+    for (const name of this.endpointsSeen.keys()) if (!ifaces.has(name)) this.endpointsSeen.delete(name);
+    for (const name of ifaces) {
+      const { endpoints } = await wgEndpoints(name);
+      const key = endpoints.map((e) => e.address).sort().join(',');
+      const before = this.endpointsSeen.get(name);
+      this.endpointsSeen.set(name, key);
+      if (before !== undefined && before !== key && !this.stopping) this.scheduler.trigger(`endpoints of ${name} changed: ${key || '(none)'}`, true);
+    }
   }
 
   /** SIGHUP: re-read profiles and re-sync. */
@@ -156,6 +188,7 @@ export class Watcher {
     this.monitor.stop();
     clearInterval(this.resyncTimer);
     clearTimeout(this.reloadTimer);
+    clearTimeout(this.endpointTimer);
     await this.fsWatcher?.close();
     if (this.o.cleanupOnExit) {
       const lock = await acquireLock(this.o.lockPath);

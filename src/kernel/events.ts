@@ -45,7 +45,9 @@ export function classify(line: string, ourTables: ReadonlySet<number>): KernelEv
         return { kind: 'route', deleted, summary: `our route ${dst} (table ${table}) ${verb}`, relevant: true };
       }
       // Connected networks in main (LAN, docker bridges) are excluded with exclude_connected.
-      if (table === 'main' && proto === 'kernel' && /\bscope link\b/.test(body) && !body.startsWith('fe80:')) {
+      // IPv6 routes print no scope: there it is a kernel route without a gateway.
+      const connected = /\bscope link\b/.test(body) || (dst.includes(':') && !/\bvia\b/.test(body));
+      if (table === 'main' && proto === 'kernel' && connected && !body.startsWith('fe80:')) {
         return { kind: 'route', deleted, summary: `connected network ${dst} ${verb}`, relevant: true };
       }
       return { kind: 'route', deleted, summary: '', relevant: false };

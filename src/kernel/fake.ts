@@ -109,9 +109,23 @@ export class FakeKernel implements KernelPort {
     return out;
   }
 
-  async observe(): Promise<ObservedKernel> {
+  /** the hash of the installed `inet wgsplit` table, or undefined when there is none */
+  nftHash?: string;
+  /** the last nft script applied (tests read it) */
+  nftScript?: string;
+  /** sysctls by path under /proc/sys */
+  sysctls = new Map<string, number>();
+
+  async readSysctls(paths: string[]): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const p of paths) if (this.sysctls.has(p)) out[p] = this.sysctls.get(p)!;
+    return out;
+  }
+
+  async observe(opts: { nft?: boolean } = {}): Promise<ObservedKernel> {
     this.observeCalls++;
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
+    if (opts.nft) obs.nft = { present: this.nftHash !== undefined, hash: this.nftHash };
     for (const r of this.rules) if (r.protocol === PROTOCOL_TAG) obs.rules.push({ ...r });
     for (const r of this.routes) {
       if (r.protocol === PROTOCOL_TAG) obs.routes.push({ ...r });
@@ -165,6 +179,21 @@ export class FakeKernel implements KernelPort {
         const i = this.rules.findIndex((r) => ruleFind(req, r));
         if (i < 0) throw new WgsplitError('KERNEL', 'ENOENT');
         this.rules.splice(i, 1);
+      }
+      return;
+    }
+    if (o.kind === 'sysctl') {
+      this.sysctls.set(o.path, o.value);
+      return;
+    }
+    if (o.kind === 'nft') {
+      if (o.op === 'delete') {
+        if (this.nftHash === undefined) throw new WgsplitError('KERNEL', 'nft: No such file or directory');
+        this.nftHash = undefined;
+        this.nftScript = undefined;
+      } else {
+        this.nftHash = o.nft.hash;
+        this.nftScript = o.nft.script;
       }
       return;
     }

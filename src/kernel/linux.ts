@@ -2,6 +2,7 @@
  * KernelPort on the real kernel: netlink for rules, routes, links and addresses, `wg` for
  * endpoints. Only state carrying our protocol tag is reported as ours.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
 import type { RouteSpec } from '../model/route.js';
@@ -11,6 +12,8 @@ import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
 import { errnoName, RawRoutes } from './rawRoutes.js';
+import { deleteNft, observeNft, replaceNft } from './nft.js';
+import { probeRuleSelectors } from './probe.js';
 import type { KernelPort, ObservedKernel } from './port.js';
 import { wgEndpoints } from './wg.js';
 
@@ -50,13 +53,15 @@ export class LinuxKernel implements KernelPort {
       const v4 = mine.filter((a) => a.family === 4).map((a) => a.address);
       const wg = await wgEndpoints(name);
       if (wg.note) this.notes.push(wg.note);
-      out.set(name, { name, exists: true, up: link.up, addresses: { 4: v4, 6: v6 }, endpoints: wg.endpoints });
+      const rp = (await this.readSysctls([`net/ipv4/conf/${name}/rp_filter`]))[`net/ipv4/conf/${name}/rp_filter`];
+      out.set(name, { name, exists: true, up: link.up, addresses: { 4: v4, 6: v6 }, endpoints: wg.endpoints, rpFilter: rp });
     }
     return out;
   }
 
-  async observe(): Promise<ObservedKernel> {
+  async observe(opts: { nft?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
+    if (opts.nft) obs.nft = await observeNft();
     await this.refreshLinks();
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
@@ -64,7 +69,10 @@ export class LinuxKernel implements KernelPort {
         if (d.table === 255) continue; // local: the kernel's alone
         if (d.spec) obs.routes.push(d.spec);
         else if (d.table === 254) {
-          if (d.protocol === RTPROT_KERNEL && d.scope === RT_SCOPE_LINK && d.type === 1 && d.oif !== undefined && !d.gateway) {
+          // IPv6 routes carry no scope (always universe): there a connected network is any
+          // kernel unicast route without a gateway, link-local aside.
+          const linkScope = d.scope === RT_SCOPE_LINK || (family === 6 && !d.dst.startsWith('fe80:'));
+          if (d.protocol === RTPROT_KERNEL && linkScope && d.type === 1 && d.oif !== undefined && !d.gateway) {
             const dev = this.ifname.get(d.oif);
             if (dev) obs.connected!.push({ prefix: d.dst, dev });
           }
@@ -83,6 +91,28 @@ export class LinuxKernel implements KernelPort {
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
     let done = 0;
     for (const phase of phases(plan.ops)) {
+      if (phase[0].kind === 'sysctl') {
+        for (const o of phase) {
+          if (o.kind !== 'sysctl') continue;
+          try {
+            writeFileSync(`/proc/sys/${o.path}`, String(o.value));
+          } catch (e) {
+            throw new WgsplitError('KERNEL', `${opText(o)}: ${(e as NodeJS.ErrnoException).code ?? e}`, { cause: e });
+          }
+        }
+        done += phase.length;
+        continue;
+      }
+      if (phase[0].kind === 'nft') {
+        for (const o of phase) {
+          if (o.kind !== 'nft') continue;
+          if (o.op === 'delete') await deleteNft();
+          else await replaceNft(o.nft.script);
+        }
+        done += phase.length;
+        onProgress?.(done, plan.ops.length);
+        continue;
+      }
       if (phase[0].kind === 'route') {
         await this.routeBatch(phase as RouteOp[], (n) => onProgress?.(done + n, plan.ops.length));
         done += phase.length;
@@ -133,15 +163,34 @@ export class LinuxKernel implements KernelPort {
       if (o.kind === 'rule') {
         if (o.op === 'add') await this.nl.addRule(o.rule);
         else await this.nl.deleteRule(o.rule);
-      } else if (o.op === 'delete') await this.nl.deleteRoute(o.route as RouteSpec);
-      else await this.nl.putRoute(o.route, o.op === 'replace');
+      } else if (o.kind === 'route') {
+        if (o.op === 'delete') await this.nl.deleteRoute(o.route as RouteSpec);
+        else await this.nl.putRoute(o.route, o.op === 'replace');
+      }
     } catch (e) {
       const err = e as WgsplitError;
       const errno = /\b(E[A-Z]+)\b/.exec(err.message)?.[1];
       // Another writer got there first: the rule is exactly ours (EEXIST) or already gone.
-      if (o.kind === 'rule' && ((o.op === 'add' && errno === 'EEXIST') || (o.op === 'delete' && errno === 'ENOENT'))) return;
+      if (o.kind === 'rule' && ((o.op === 'add' && errno === 'EEXIST') || (o.op === 'delete' && errno === 'ENOENT' && !o.mustExist))) return;
       throw new WgsplitError(err.code ?? 'KERNEL', `${o.op} ${opText(o)}: ${err.message}`, { cause: e });
     }
+  }
+
+  async readSysctls(paths: string[]): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const p of paths) {
+      if (!/^[a-z0-9_./-]+$/i.test(p) || p.includes('..')) continue;
+      try {
+        out[p] = Number(readFileSync(`/proc/sys/${p}`, 'utf8').trim());
+      } catch {
+        /* no such interface (any more) */
+      }
+    }
+    return out;
+  }
+
+  probeRuleSelectors(): Promise<{ supported: boolean; missing: string[] }> {
+    return probeRuleSelectors(this.nl);
   }
 
   close(): void {

@@ -15,7 +15,12 @@ export interface ObservedKernel extends Observed {
 
 export interface KernelPort {
   interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>>;
-  observe(): Promise<ObservedKernel>;
+  /** our rules and routes; with `nft`, also whether our nftables table exists and its hash */
+  observe(opts?: { nft?: boolean }): Promise<ObservedKernel>;
+  /** current values of sysctls (paths under /proc/sys); missing ones are left out */
+  readSysctls?(paths: string[]): Promise<Record<string, number>>;
+  /** add, read back and delete a rule that matches nothing: does the kernel keep every selector? */
+  probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[] }>;
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

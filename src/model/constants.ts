@@ -52,3 +52,16 @@ export const IPPROTO: Record<string, { 4: number; 6: number }> = {
 
 export const STATE_FILE = '/run/wgsplit/owned.json';
 export const DEFAULT_CONFIG_DIR = '/etc/wgsplit';
+
+/**
+ * fwmark mode marks. tailscale owns the mark byte 0xff0000 (bits 16-23) and wg-quick marks
+ * with 51820 (0xca6c, bits 0-15), so wgsplit's default mask is bits 24-27: up to 15
+ * profiles in fwmark mode, each with its own value.
+ */
+export const DEFAULT_FWMARK = 0x01000000;
+export const DEFAULT_FWMARK_MASK = 0x0f000000;
+export const TAILSCALE_MARK_MASK = 0x00ff0000;
+export const WGQUICK_MARK = 51820;
+
+/** The nftables table that holds all of wgsplit's fwmark state (and nothing else). */
+export const NFT_TABLE = 'wgsplit';

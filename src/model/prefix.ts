@@ -161,3 +161,27 @@ export const DEFAULT_ROUTE: Record<Family, Prefix> = {
   4: { family: 4, addr: 0n, len: 0 },
   6: { family: 6, addr: 0n, len: 0 },
 };
+
+/**
+ * A membership test against an aggregated (disjoint, sorted) prefix list in O(log n): the
+ * only candidate cover of p is the last prefix starting at or before p's address.
+ */
+export function coverIndex(aggregated: readonly Prefix[]): (p: Prefix) => boolean {
+  const byFamily: Record<Family, Prefix[]> = { 4: [], 6: [] };
+  for (const q of aggregated) byFamily[q.family].push(q);
+  for (const f of [4, 6] as Family[]) byFamily[f].sort(comparePrefix);
+  return (p) => {
+    const list = byFamily[p.family];
+    let lo = 0;
+    let hi = list.length - 1;
+    let best = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].addr <= p.addr) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return best >= 0 && covers(list[best], p);
+  };
+}

@@ -20,6 +20,12 @@ import type { Op, Plan } from './plan.js';
 export interface Observed {
   rules: RuleSpec[]; // ours only (protocol tag)
   routes: RouteSpec[]; // ours only
+  /** our nftables table: undefined when not looked at (no fwmark profile, none installed) */
+  nft?: { present: boolean; hash?: string };
+  /** current values of the sysctls desired or changed by us (path -> value) */
+  sysctls?: Record<string, number>;
+  /** sysctls wgsplit changed, with their original values */
+  changedSysctls?: Record<string, number>;
 }
 
 export function diff(desired: Desired, observed: Observed, scope: Set<number>): Plan {
@@ -60,7 +66,28 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // existing rule must go first; everything else keeps add-before-delete.
   const early = ruleDels.filter((d) => d.kind === 'rule' && ruleAdds.some((a) => a.kind === 'rule' && kernelSameRule(a.rule, d.rule)));
   const late = ruleDels.filter((d) => !early.includes(d));
-  return { ops: [...routeAdds, ...early, ...ruleAdds, ...late, ...routeDels] };
+  // nftables: the table is replaced whole when its content hash differs; it starts marking
+  // before the rules that route marks exist (marked packets then still route via main) and
+  // stops after they are gone.
+  const nftPut: Op[] = [];
+  const nftDel: Op[] = [];
+  if (desired.nft && observed.nft && observed.nft.hash !== desired.nft.hash) {
+    nftPut.push({ op: 'replace', kind: 'nft', nft: desired.nft, wasHash: observed.nft.present ? observed.nft.hash ?? 'unknown' : undefined });
+  } else if (!desired.nft && observed.nft?.present) {
+    nftDel.push({ op: 'delete', kind: 'nft', wasHash: observed.nft.hash });
+  }
+  const sysSet: Op[] = [];
+  const sysRestore: Op[] = [];
+  const wantSys = new Map((desired.sysctls ?? []).map((x) => [x.path, x.value]));
+  for (const [path, value] of wantSys) {
+    const now = observed.sysctls?.[path];
+    if (now !== undefined && now !== value) sysSet.push({ op: 'replace', kind: 'sysctl', path, value, was: now });
+  }
+  for (const [path, original] of Object.entries(observed.changedSysctls ?? {})) {
+    const now = observed.sysctls?.[path];
+    if (!wantSys.has(path) && now !== undefined && now !== original) sysRestore.push({ op: 'delete', kind: 'sysctl', path, value: original, was: now });
+  }
+  return { ops: [...routeAdds, ...sysSet, ...nftPut, ...early, ...ruleAdds, ...late, ...nftDel, ...sysRestore, ...routeDels] };
 }
 
 /** Would the kernel call `existing` a duplicate of `added`? (fib_rules.c rule_exists) */

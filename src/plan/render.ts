@@ -5,7 +5,7 @@
 import { PROTOCOL_NAME, ROUTE_METRIC } from '../model/constants.js';
 import type { RouteSpec } from '../model/route.js';
 import { ruleSelectorText, type RuleSpec } from '../model/rule.js';
-import type { Op, Plan } from './plan.js';
+import { opFamily, opTable, type Op, type Plan } from './plan.js';
 
 export function routeText(r: RouteSpec): string {
   const dst = r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst;
@@ -26,6 +26,12 @@ export function ruleText(r: RuleSpec): string {
 
 export function opText(o: Op): string {
   if (o.kind === 'rule') return `rule ${ruleText(o.rule)}`;
+  if (o.kind === 'sysctl') return `sysctl ${o.path.replace(/\//g, '.')} = ${o.value}${o.was !== undefined ? ` (was ${o.was})` : ''}${o.op === 'delete' ? ' (restored)' : ''}`;
+  if (o.kind === 'nft') {
+    return o.op === 'delete'
+      ? `nft table inet wgsplit${o.wasHash ? ` (${o.wasHash})` : ''}`
+      : `nft table inet wgsplit (${o.nft.elements} set element${o.nft.elements === 1 ? '' : 's'}, ${o.nft.hash}${o.wasHash ? `, was ${o.wasHash}` : ''})`;
+  }
   return `route ${routeText(o.route)}`;
 }
 
@@ -45,9 +51,10 @@ export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
   if (plan.ops.length === 0) return '';
   const groups = new Map<string, Op[]>();
   for (const o of plan.ops) {
-    const fam = o.kind === 'rule' ? o.rule.family : o.route.family;
-    const table = o.kind === 'rule' ? o.rule.table : o.route.table;
-    const head = `${o.profile ? `profile ${o.profile}` : `no profile (table ${table})`}, IPv${fam}:`;
+    const fam = opFamily(o);
+    const table = opTable(o);
+    const head =
+      o.kind === 'nft' ? 'nftables (fwmark mode):' : o.kind === 'sysctl' ? 'sysctl (fwmark mode):' : `${o.profile ? `profile ${o.profile}` : `no profile (table ${table})`}, IPv${fam}:`;
     (groups.get(head) ?? groups.set(head, []).get(head)!).push(o);
   }
   const limit = opts.full ? Infinity : opts.summariseAfter ?? 10;
@@ -84,8 +91,10 @@ export function summary(plan: Plan): { add: number; replace: number; delete: num
   return s;
 }
 
-/** One `ip -batch` line (without the leading `ip`) per operation. */
+/** One `ip -batch` line (without the leading `ip`) per operation; nft ops have none. */
 export function ipBatchLine(o: Op): string {
+  if (o.kind === 'nft') return `# nft table inet wgsplit: see export --format nft`;
+  if (o.kind === 'sysctl') return `# sysctl -w ${o.path.replace(/\//g, '.')}=${o.value}`;
   if (o.kind === 'rule') {
     const r = o.rule;
     const verb = o.op === 'delete' ? 'del' : 'add';

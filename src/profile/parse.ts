@@ -6,7 +6,7 @@ import TOML from '@iarna/toml';
 import type { Problem } from '../errors.js';
 import { parsePrefix, type Family, type Prefix } from '../model/prefix.js';
 import { namedSet, NAMED_SETS } from '../model/namedSets.js';
-import { DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
+import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
 import type { Range } from '../model/rule.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
@@ -126,6 +126,17 @@ export function parseProfile(file: string, text: string): ParseResult {
     atValue('ports only exist for tcp and udp: with dports or sports, set protocols to ["tcp"], ["udp"] or both', raw.dports ? 'dports' : 'sports');
   }
 
+  const mode = raw.mode ?? 'auto';
+  if (!['auto', 'rule', 'fwmark'].includes(mode)) atValue(`mode must be "auto", "rule" or "fwmark", not "${mode}"`, 'mode');
+  const fwmark = raw.fwmark ?? DEFAULT_FWMARK;
+  const fwmarkMask = raw.fwmark_mask ?? DEFAULT_FWMARK_MASK;
+  const hex = (n: number) => '0x' + n.toString(16);
+  if (fwmarkMask <= 0 || fwmarkMask > 0xffffffff) atValue(`fwmark_mask ${hex(fwmarkMask)} must be a non-zero 32-bit mask`, 'fwmark_mask');
+  else if (fwmarkMask & TAILSCALE_MARK_MASK) atValue(`fwmark_mask ${hex(fwmarkMask)} overlaps tailscale's mark bits (0xff0000)`, 'fwmark_mask');
+  else if (fwmarkMask & WGQUICK_MARK) atValue(`fwmark_mask ${hex(fwmarkMask)} overlaps wg-quick's fwmark 51820 (0xca6c)`, 'fwmark_mask');
+  if (fwmark <= 0 || fwmark > 0xffffffff) atValue(`fwmark ${hex(fwmark)} must be a non-zero 32-bit value`, raw.fwmark !== undefined ? 'fwmark' : 'fwmark_mask');
+  else if (fwmark & ~fwmarkMask) atValue(`fwmark ${hex(fwmark)} has bits outside fwmark_mask ${hex(fwmarkMask)}`, raw.fwmark !== undefined ? 'fwmark' : 'fwmark_mask');
+
   const onDown = raw.on_down ?? 'block';
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
 
@@ -149,6 +160,9 @@ export function parseProfile(file: string, text: string): ParseResult {
       families,
       onDown: onDown as 'block' | 'direct',
       excludeConnected: raw.exclude_connected ?? true,
+      mode: mode as Profile['mode'],
+      fwmark,
+      fwmarkMask,
       description: raw.description,
     },
   };

@@ -24,6 +24,9 @@ export const profileSchema = z
     families: stringList.optional(),
     on_down: z.string().optional(),
     exclude_connected: z.boolean().optional(),
+    mode: z.string().optional(),
+    fwmark: z.number().int().optional(),
+    fwmark_mask: z.number().int().optional(),
     description: z.string().optional(),
   })
   .strict();

@@ -31,5 +31,10 @@ export interface Profile {
   onDown: 'block' | 'direct';
   /** exclude networks directly connected to the host (LAN, docker bridges) */
   excludeConnected: boolean;
+  /** "auto": rule mode when the kernel has every rule selector needed, else fwmark */
+  mode: 'auto' | 'rule' | 'fwmark';
+  /** fwmark mode: the mark set on matching packets and the bits of the mark wgsplit owns */
+  fwmark: number;
+  fwmarkMask: number;
   description?: string;
 }

@@ -33,6 +33,16 @@ export function validateSet(profiles: Profile[], texts: Map<string, string>): Pr
       } else owner.set(v, p);
     }
   }
+  // Two fwmark-mode profiles must not share a mark (explicit fwmark mode only: auto picks
+  // fwmark at run time, and compile reports a clash then).
+  const marks = new Map<number, Profile>();
+  for (const p of profiles.filter((x) => x.mode === 'fwmark')) {
+    const first = marks.get(p.fwmark);
+    if (first) {
+      const pos = where(p, /^\s*fwmark\s*=/m.test(texts.get(p.file) ?? '') ? 'fwmark' : 'mode');
+      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode profile its own fwmark` });
+    } else marks.set(p.fwmark, p);
+  }
   return problems;
 }
 

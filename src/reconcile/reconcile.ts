@@ -12,7 +12,7 @@ import type { Plan } from '../plan/plan.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
-import type { OwnedTables, StateStore } from '../state/owned.js';
+import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -32,8 +32,10 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface])).get(cmd.iface))?.exists) {
     throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (wg-quick runs PostUp after creating it; check the name)`);
   }
-  const observed = await kernel.observe();
   const owned = state.load();
+  const ruleSelectors = await selectorsFor(kernel, state, owned, profiles);
+  const mayUseNft = profiles.some((p) => p.mode === 'fwmark' || (p.mode === 'auto' && !ruleSelectors.supported));
+  const observed = await kernel.observe({ nft: mayUseNft || !!owned.nft });
   const stopped = new Set(owned.stopped ?? []);
   const remembered = new Map(Object.entries(owned.interfaces ?? {}).map(([name, r]) => [name, { name, exists: true, up: true, ...r }] as [string, InterfaceFacts]));
   if (cmd.kind === 'up') stopped.delete(cmd.iface);
@@ -41,8 +43,25 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
     stopped.add(cmd.iface);
     remembered.delete(cmd.iface);
   }
-  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped });
+  const changedSysctls = owned.sysctls ?? {};
+  const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
+  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls });
   const desired = compile(selected, allFacts);
+  // The nftables table is one for all fwmark profiles: `up wg1` must not drop wg0's part.
+  if (cmd.kind !== 'apply' && mayUseNft) {
+    const others = profiles.filter((p) => !selected.includes(p));
+    const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
+    for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
+    desired.nft = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors })).nft;
+  }
+  // sysctls: only those of the selected profiles' interfaces are in scope for up/down.
+  const sysPaths = [...new Set([...(desired.sysctls ?? []).map((x) => x.path), ...Object.keys(changedSysctls)])].filter(
+    (path) => cmd.kind === 'apply' || path.split('/')[3] === cmd.iface,
+  );
+  if (sysPaths.length && kernel.readSysctls) {
+    observed.sysctls = await kernel.readSysctls(sysPaths);
+    observed.changedSysctls = Object.fromEntries(Object.entries(changedSysctls).filter(([k]) => sysPaths.includes(k)));
+  }
   const scope = new Set<number>();
   if (cmd.kind === 'apply') {
     for (const r of observed.rules) scope.add(r.table);
@@ -53,6 +72,18 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   for (const u of desired.units) scope.add(u.profile.table);
   return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope) };
+}
+
+/** The rule-selector probe, run once per boot and kernel, only when a profile says auto. */
+async function selectorsFor(kernel: KernelPort, state: StateStore, owned: OwnedTables, profiles: Profile[]) {
+  if (!profiles.some((p) => p.mode === 'auto') || !kernel.probeRuleSelectors) return { supported: true, missing: [] as string[] };
+  const key = kernelKey();
+  if (owned.probe?.key === key) return owned.probe;
+  const r = await kernel.probeRuleSelectors();
+  const fresh = state.load();
+  fresh.probe = { key, ...r };
+  state.save(fresh);
+  return r;
 }
 
 /** Refuse before writing anything: compile errors, tables that hold someone else's routes. */
@@ -163,7 +194,7 @@ async function removeUnseen(kernel: KernelPort, c: Computed, residue: Plan['ops'
     const req = o.rule;
     if (visible.some((r) => kernelSameRule(req, r))) continue;
     try {
-      await kernel.apply({ ops: [{ op: 'delete', kind: 'rule', rule: o.rule, profile: o.profile }] });
+      await kernel.apply({ ops: [{ op: 'delete', kind: 'rule', rule: o.rule, profile: o.profile, mustExist: true }] });
       removed.push(`  ${opText(o)} (stored without its selectors)`);
     } catch {
       // not stored at all
@@ -206,5 +237,15 @@ function saveState(state: StateStore, c: Computed, cmd: Command, when: 'before' 
     }
   }
   owned.stopped = [...stopped].sort();
+  owned.sysctls ??= {};
+  for (const o of c.plan.ops) {
+    if (o.kind !== 'sysctl') continue;
+    if (when === 'before' && o.op === 'replace' && !(o.path in owned.sysctls) && o.was !== undefined) owned.sysctls[o.path] = o.was;
+    if (when === 'after' && o.op === 'delete') delete owned.sysctls[o.path];
+  }
+  // After `down` the interface is usually gone, and a re-created one starts from the default.
+  if (when === 'after' && cmd.kind === 'down') for (const k of Object.keys(owned.sysctls)) if (k.split('/')[3] === cmd.iface) delete owned.sysctls[k];
+  if (when === 'before' && c.desired.nft) owned.nft = true;
+  if (when === 'after' && !c.desired.nft) delete owned.nft;
   if (JSON.stringify(owned) !== before) state.save(owned as OwnedTables);
 }

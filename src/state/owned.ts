@@ -21,6 +21,12 @@ export interface OwnedTables {
   interfaces?: Record<string, RememberedInterface>;
   /** interfaces taken down with `wgsplit down`: the watcher leaves them alone until `up` */
   stopped?: string[];
+  /** our nftables table was installed (so observe looks for it even with no fwmark profile) */
+  nft?: boolean;
+  /** sysctls wgsplit changed -> their original values, restored when no longer needed */
+  sysctls?: Record<string, number>;
+  /** rule-selector probe result, valid for one boot of one kernel */
+  probe?: { key: string; supported: boolean; missing: string[] };
 }
 
 export interface StateStore {
@@ -54,7 +60,7 @@ export class FileStateStore implements StateStore {
   load(): OwnedTables {
     try {
       const s = JSON.parse(readFileSync(this.path, 'utf8')) as OwnedTables;
-      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [] };
+      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {} };
     } catch {
       return { tables: {} };
     }
@@ -75,5 +81,14 @@ export class MemoryStateStore implements StateStore {
   }
   save(s: OwnedTables): void {
     this.s = structuredClone(s);
+  }
+}
+
+/** Identifies one boot of one kernel: a probe result is valid exactly that long. */
+export function kernelKey(): string {
+  try {
+    return `${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()} ${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}`;
+  } catch {
+    return 'unknown';
   }
 }

@@ -6,7 +6,7 @@ import { PROTOCOL_TAG } from '../../src/model/constants.js';
 import type { RouteSpec } from '../../src/model/route.js';
 import type { RuleSpec } from '../../src/model/rule.js';
 import { diff, type Observed } from '../../src/plan/diff.js';
-import type { Plan } from '../../src/plan/plan.js';
+import { opTable, type Plan } from '../../src/plan/plan.js';
 import { ipBatchLine, opText, renderPlan, summary } from '../../src/plan/render.js';
 import { EXAMPLE_TOML, factsMap, profile, WG0, WG1 } from '../helpers/unit.js';
 
@@ -82,7 +82,7 @@ test('objects of ours outside the scope are never deleted', (t) => {
   const other = compile([profile('office', 'interface = "wg1"\ntable = 200\npriority = 10200\n')], factsMap(['wg1', WG1]));
   const p = diff(example(), installed(other), new Set([10086]));
   t.deepEqual(phases(p), ['add route', 'add rule']);
-  t.false(p.ops.some((o) => (o.kind === 'rule' ? o.rule.table : o.route.table) === 200));
+  t.false(p.ops.some((o) => opTable(o) === 200));
   // With table 200 in scope, it goes.
   const p2 = diff(NONE, installed(other), new Set([200]));
   t.true(p2.ops.length > 0 && p2.ops.every((o) => o.op === 'delete'));

@@ -2,6 +2,7 @@
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import { routeSlot } from '../../model/route.js';
+import { opFamily, opTable } from '../../plan/plan.js';
 import type { Context } from '../context.js';
 import { networkdNeedsDropIn } from '../../daemon/culprit.js';
 
@@ -22,7 +23,7 @@ export async function status(ctx: Context): Promise<number> {
         families: units.map((u) => {
           const installedRules = c.observed.rules.filter((r) => r.family === u.family && r.table === p.table).length;
           const installedRoutes = c.observed.routes.filter((r) => r.family === u.family && r.table === p.table).length;
-          const drift = c.plan.ops.filter((o) => (o.kind === 'rule' ? o.rule : o.route).family === u.family && (o.kind === 'rule' ? o.rule.table : o.route.table) === p.table);
+          const drift = c.plan.ops.filter((o) => (o.kind === 'nft' ? u.mode === 'fwmark' : opFamily(o) === u.family && opTable(o) === p.table));
           return {
             family: `ipv${u.family}`,
             status: u.status,
