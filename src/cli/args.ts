@@ -22,6 +22,9 @@ export interface Args {
   logJson: boolean;
   cleanupOnExit: boolean;
   resyncSeconds: number;
+  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string };
+  format: 'ip' | 'nft' | 'json';
+  family?: 4 | 6;
 }
 
 const OPTIONS = {
@@ -39,6 +42,13 @@ const OPTIONS = {
   'log-json': { type: 'boolean' },
   'cleanup-on-exit': { type: 'boolean' },
   resync: { type: 'string' },
+  proto: { type: 'string', short: 'p' },
+  dport: { type: 'string' },
+  sport: { type: 'string' },
+  uid: { type: 'string' },
+  from: { type: 'string' },
+  format: { type: 'string', short: 'f' },
+  family: { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
@@ -50,8 +60,8 @@ const ALLOWED: Record<CommandName, string[]> = {
   status: ['json'],
   check: ['json'],
   watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync'],
-  explain: ['json'],
-  export: [],
+  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from'],
+  export: ['format', 'family'],
   help: [],
   version: [],
 };
@@ -85,6 +95,21 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   const resyncText = (v.resync as string | undefined) ?? '300';
   if (!/^\d+(\.\d+)?$/.test(resyncText)) throw new WgsplitError('USAGE', `--resync takes seconds (0 to disable), got "${resyncText}"`);
   if (!v.help && command === 'watch' && rest.length) throw new WgsplitError('USAGE', `"watch" takes no arguments (got ${rest.join(' ')})`);
+  const num = (k: string, max: number) => {
+    const t = v[k] as string | undefined;
+    if (t === undefined) return undefined;
+    if (!/^\d+$/.test(t) || Number(t) > max) throw new WgsplitError('USAGE', `--${k} takes a number 0-${max}, got "${t}"`);
+    return Number(t);
+  };
+  const proto = v.proto as string | undefined;
+  if (proto !== undefined && !['tcp', 'udp', 'icmp'].includes(proto)) throw new WgsplitError('USAGE', `--proto must be tcp, udp or icmp (got "${proto}")`);
+  if ((v.dport !== undefined || v.sport !== undefined) && proto !== 'tcp' && proto !== 'udp') throw new WgsplitError('USAGE', '--dport and --sport need --proto tcp or udp');
+  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--json]');
+  const format = (v.format as string | undefined) ?? 'ip';
+  if (!['ip', 'nft', 'json'].includes(format)) throw new WgsplitError('USAGE', `--format must be ip, nft or json (got "${format}")`);
+  const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
+  if (Number.isNaN(family)) throw new WgsplitError('USAGE', `--family must be 4 or 6 (got "${v.family}")`);
+  if (!v.help && command === 'export' && rest.length) throw new WgsplitError('USAGE', `"export" takes no arguments (got ${rest.join(' ')})`);
   const colourEnv = env.NO_COLOR === undefined && env.TERM !== 'dumb';
   return {
     command,
@@ -101,5 +126,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     logJson: !!v['log-json'],
     cleanupOnExit: !!v['cleanup-on-exit'],
     resyncSeconds: Number(resyncText),
+    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined },
+    format: format as Args['format'],
+    family: family as 4 | 6 | undefined,
   };
 }

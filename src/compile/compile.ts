@@ -83,6 +83,7 @@ function compileProfile(p: Profile, f: Facts, out: Desired): void {
   const iface = f.interfaces.get(p.interface) ?? absentInterface(p.interface);
   const memory = f.remembered.get(p.interface);
   if (f.stopped.has(p.interface)) {
+    out.warnings.push(`profile ${p.name}: ${p.interface} was stopped with \`wgsplit down ${p.interface}\`; \`wgsplit up ${p.interface}\` resumes it`);
     for (const family of p.families ?? ([4, 6] as Family[])) {
       out.units.push({ profile: p, family, status: 'stopped', mode: modeOf(p, f), rules: [], routes: [], notes: [`${p.interface} was taken down with \`wgsplit down ${p.interface}\``] });
     }

@@ -14,6 +14,7 @@ import { Rtnl } from './netlink.js';
 import { errnoName, RawRoutes } from './rawRoutes.js';
 import { deleteNft, observeNft, replaceNft } from './nft.js';
 import { probeRuleSelectors } from './probe.js';
+import type { LookupQuery, LookupResult } from './lookup.js';
 import type { KernelPort, ObservedKernel } from './port.js';
 import { wgEndpoints } from './wg.js';
 
@@ -187,6 +188,10 @@ export class LinuxKernel implements KernelPort {
       }
     }
     return out;
+  }
+
+  lookup(q: LookupQuery): Promise<LookupResult> {
+    return this.nl.getRoute(q);
   }
 
   probeRuleSelectors(): Promise<{ supported: boolean; missing: string[] }> {

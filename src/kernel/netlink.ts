@@ -13,6 +13,7 @@ import { WgsplitError } from '../errors.js';
 import { formatAddress, type Family } from '../model/prefix.js';
 import type { RouteSpec, RouteType } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
+import { addressBytes, type LookupQuery, type LookupResult } from './lookup.js';
 
 const { createRtNetlink, FlagsNew } = netlink;
 type RtSocket = ReturnType<typeof createRtNetlink>;
@@ -167,6 +168,47 @@ export class Rtnl {
       out.push({ family, table, protocol, spec, scope, dev, dst, text: `${type ?? 'type ' + typeNum} ${dst}${a.oif !== undefined ? ' dev ' + (byIndex.get(a.oif) ?? a.oif) : ''}` });
     }
     return out;
+  }
+
+  /** RTM_GETROUTE for one packet; see lookup.ts for the encoding rules. */
+  async getRoute(q: LookupQuery): Promise<LookupResult> {
+    const dst = addressBytes(q.dst)!;
+    const data: Record<string, unknown> = { family: AF[q.family], dstLen: q.family === 4 ? 32 : 128, flags: { lookupTable: true } };
+    const attrs: Record<string, unknown> = { dst: dst.bytes };
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(n >>> 0);
+      return b;
+    };
+    const port = (n: number) => {
+      const b = Buffer.alloc(2);
+      b.writeUInt16BE(n);
+      return b;
+    };
+    if (q.ipproto !== undefined) attrs.ipProto = Buffer.from([q.ipproto]);
+    if (q.dport !== undefined) attrs.dport = port(q.dport);
+    if (q.sport !== undefined) attrs.sport = port(q.sport);
+    if (q.uid !== undefined) attrs.uid = u32(q.uid);
+    if (q.mark !== undefined) attrs.mark = u32(q.mark);
+    if (q.from) {
+      attrs.src = addressBytes(q.from)!.bytes;
+      data.srcLen = q.family === 4 ? 32 : 128;
+    }
+    try {
+      const [m] = await this.s.getRoute(data as never, attrs as never);
+      const links = await this.links(true);
+      const a = m.attrs;
+      return {
+        ok: true,
+        table: a.table ?? m.data.table,
+        type: String(m.data.type ?? '').toLowerCase(),
+        dev: a.oif !== undefined ? links.find((l) => l.index === a.oif)?.name ?? `if${a.oif}` : undefined,
+        gateway: a.gateway ? bufAddr(q.family, a.gateway) : undefined,
+        src: a.prefsrc ? bufAddr(q.family, a.prefsrc) : undefined,
+      };
+    } catch (e) {
+      return { ok: false, error: errnoOf(e) ?? String((e as Error).message) };
+    }
   }
 
   async addRule(r: RuleSpec): Promise<void> {

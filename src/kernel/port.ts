@@ -5,6 +5,7 @@
 import type { ConnectedRoute, InterfaceFacts } from '../compile/facts.js';
 import type { Observed } from '../plan/diff.js';
 import type { Plan } from '../plan/plan.js';
+import type { LookupQuery, LookupResult } from './lookup.js';
 
 export interface ObservedKernel extends Observed {
   /** routes in each table that do not carry our tag: a table collision if we want it */
@@ -19,6 +20,8 @@ export interface KernelPort {
   observe(opts?: { nft?: boolean }): Promise<ObservedKernel>;
   /** current values of sysctls (paths under /proc/sys); missing ones are left out */
   readSysctls?(paths: string[]): Promise<Record<string, number>>;
+  /** the kernel's answer for one packet (RTM_GETROUTE), for `explain` */
+  lookup?(q: LookupQuery): Promise<LookupResult>;
   /** add, read back and delete a rule that matches nothing: does the kernel keep every selector? */
   probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[] }>;
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */

@@ -91,21 +91,24 @@ export function summary(plan: Plan): { add: number; replace: number; delete: num
   return s;
 }
 
-/** One `ip -batch` line (without the leading `ip`) per operation; nft ops have none. */
+/**
+ * One `ip -batch` line per operation. Batch lines take no options (ip(8)): routes get their
+ * family from the destination, but `ip rule` does not take it from `from`/`to`, so IPv6
+ * rules only work in a separate `ip -6 -batch` (see export).
+ */
 export function ipBatchLine(o: Op): string {
   if (o.kind === 'nft') return `# nft table inet wgsplit: see export --format nft`;
   if (o.kind === 'sysctl') return `# sysctl -w ${o.path.replace(/\//g, '.')}=${o.value}`;
   if (o.kind === 'rule') {
     const r = o.rule;
     const verb = o.op === 'delete' ? 'del' : 'add';
-    return `-${r.family} rule ${verb} pref ${r.priority} ${ruleSelectorText(r)} lookup ${r.table} proto ${r.protocol}`;
+    return `rule ${verb} pref ${r.priority} ${ruleSelectorText(r)} lookup ${r.table} proto ${r.protocol}`;
   }
   const r = o.route;
   const verb = o.op === 'delete' ? 'del' : o.op === 'replace' ? 'replace' : 'add';
-  const dst = r.dst;
-  const parts = [`-${r.family} route ${verb}`];
+  const parts = [`route ${verb}`];
   if (r.type !== 'unicast') parts.push(r.type);
-  parts.push(dst);
+  parts.push(r.dst);
   if (r.dev) parts.push(`dev ${r.dev}`);
   if (r.src) parts.push(`src ${r.src}`);
   parts.push(`table ${r.table} metric ${r.metric} proto ${r.protocol}`);

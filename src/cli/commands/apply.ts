@@ -31,7 +31,7 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
     if (ctx.args.dryRun) {
       const c = await computePlan(kernel, ctx.state(), profiles, cmd);
       preflight(c);
-      for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
+      if (cmd.kind !== 'down') for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
       const text = renderPlan(c.plan, { colour: ctx.args.colour, full: ctx.args.full });
       ctx.out(text || `wgsplit: ${label}: nothing to do, the kernel already matches\n`);
       return 0;
@@ -54,7 +54,7 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
       lock.release();
     }
     if (progressShown) ctx.err('\n');
-    for (const w of r.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
+    if (cmd.kind !== 'down') for (const w of r.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
     if (!ctx.args.quiet) {
       const s = summary(r.plan);
       const ms = (performance.now() - started).toFixed(0);

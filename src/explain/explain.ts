@@ -1,0 +1,173 @@
+/**
+ * `wgsplit explain`: why a packet takes the path it takes, in words. Pure: the kernel's
+ * answer (a route lookup, see kernel/lookup.ts) comes in as data. Policy rules are asked of
+ * the kernel itself; nftables marks are not part of a route lookup, so for fwmark profiles
+ * the mark is decided here, from the profile, and the lookup is made with it.
+ */
+import type { Unit } from '../compile/desired.js';
+import type { Facts } from '../compile/facts.js';
+import { IPPROTO } from '../model/constants.js';
+import { NAMED_SETS, PRIVATE_PARTS } from '../model/namedSets.js';
+import { containsAddress, formatPrefix, parseAddress, parsePrefix, type Family, type Prefix } from '../model/prefix.js';
+import type { LookupResult } from '../kernel/lookup.js';
+import type { Protocol } from '../profile/types.js';
+
+export interface ExplainQuery {
+  family: Family;
+  dst: string;
+  proto?: Protocol;
+  dport?: number;
+  sport?: number;
+  uid?: number;
+  from?: string;
+}
+
+export interface ProfileVerdict {
+  profile: string;
+  mode: 'rule' | 'fwmark';
+  matches: boolean;
+  reason: string;
+}
+
+export interface Explanation {
+  query: ExplainQuery;
+  verdict: 'tunnel' | 'direct' | 'blocked' | 'unreachable';
+  /** the answer in one line */
+  headline: string;
+  /** the headline with the reasons, for logs and JSON */
+  summary: string;
+  profile?: string;
+  table?: number;
+  interface?: string;
+  gateway?: string;
+  source?: string;
+  mark?: number;
+  profiles: ProfileVerdict[];
+}
+
+const TABLE_NAMES: Record<number, string> = { 254: 'main', 253: 'default', 255: 'local', 52: '52 (tailscale)' };
+export const tableName = (t: number | undefined) => (t === undefined ? '?' : TABLE_NAMES[t] ?? String(t));
+
+function inRanges(v: number | undefined, ranges: { start: number; end: number }[]): boolean {
+  if (!ranges.length) return true;
+  if (v === undefined) return false;
+  return ranges.some((r) => v >= r.start && v <= r.end);
+}
+
+/** Why a destination is excluded for a unit, naming the named set part when there is one. */
+export function exclusionReason(u: Unit, facts: Facts, family: Family, addr: bigint): string | undefined {
+  const hit = (p: Prefix) => containsAddress(p, family, addr);
+  const iface = facts.interfaces.get(u.profile.interface) ?? facts.remembered.get(u.profile.interface);
+  const canUdp = u.profile.protocols === undefined || u.profile.protocols.includes('udp');
+  for (const ep of canUdp ? iface?.endpoints ?? [] : []) {
+    const a = parseAddress(ep.address);
+    if (a && a.family === family && a.addr === addr) return `it is the WireGuard endpoint of ${u.profile.interface} (${ep.address}:${ep.port}), never routed into its own tunnel`;
+  }
+  for (const src of u.profile.exclude) {
+    const p = src.prefixes.find(hit);
+    if (!p) continue;
+    if (src.text === '@private') {
+      const part = PRIVATE_PARTS.find((n) => NAMED_SETS[n].prefixes.some((t) => {
+        const r = parsePrefix(t);
+        return r.ok && hit(r.prefix);
+      }));
+      return `excluded by @private (@${part} ${formatPrefix(p)})`;
+    }
+    return `excluded by ${src.text}${src.text.startsWith('@') || src.text.startsWith('file ') ? ` (${formatPrefix(p)})` : ''}`;
+  }
+  if (u.profile.excludeConnected) {
+    for (const c of facts.connected) {
+      if (c.dev === u.profile.interface) continue;
+      const r = parsePrefix(c.prefix);
+      if (r.ok && hit(r.prefix)) return `${c.prefix} is directly connected on ${c.dev} (exclude_connected)`;
+    }
+  }
+  return undefined;
+}
+
+function included(u: Unit, family: Family, addr: bigint): boolean {
+  return u.profile.include.some((s) => s.prefixes.some((p) => containsAddress(p, family, addr)));
+}
+
+/** Selector-level verdict of one unit for the query (protocol, ports, uid, source). */
+export function judge(u: Unit, q: ExplainQuery, facts: Facts): ProfileVerdict {
+  const base = { profile: u.profile.name, mode: u.mode };
+  const p = u.profile;
+  if (p.protocols && (!q.proto || !p.protocols.includes(q.proto))) return { ...base, matches: false, reason: `protocol ${q.proto ?? '(any)'} is not in ${p.protocols.join(', ')}` };
+  if (!inRanges(q.dport, p.dports)) return { ...base, matches: false, reason: `destination port ${q.dport ?? '(none)'} is not in ${p.dports.map((r) => (r.start === r.end ? r.start : `${r.start}-${r.end}`)).join(', ')}` };
+  if (!inRanges(q.sport, p.sports)) return { ...base, matches: false, reason: `source port ${q.sport ?? '(none)'} is not in the profile's sports` };
+  if (!inRanges(q.uid ?? 0, p.uids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is not in the profile's uids` };
+  const addr = parseAddress(q.dst)!.addr;
+  if (!included(u, q.family, addr)) return { ...base, matches: false, reason: `${q.dst} is not in the profile's include` };
+  const ex = exclusionReason(u, facts, q.family, addr);
+  if (ex) return { ...base, matches: false, reason: ex };
+  if (q.from && u.mode === 'rule') {
+    const own = (facts.interfaces.get(p.interface)?.addresses[q.family] ?? []).includes(q.from);
+    const unspecified = q.from === '0.0.0.0' || q.from === '::';
+    if (!own && !unspecified) return { ...base, matches: false, reason: `the source ${q.from} is already chosen and is not ${p.interface}'s: replies and bound sockets leave where they belong` };
+  }
+  return { ...base, matches: true, reason: `matches (${[q.proto && `protocol ${q.proto}`, q.dport !== undefined && `dport ${q.dport}`, p.uids.length && `uid ${q.uid ?? 0}`].filter(Boolean).join(', ') || 'any packet'})` };
+}
+
+/** The first fwmark unit (by priority) whose nftables rule would mark this packet. */
+export function markFor(units: Unit[], q: ExplainQuery, facts: Facts): Unit | undefined {
+  return units
+    .filter((u) => u.mode === 'fwmark' && u.family === q.family && (u.status === 'active' || u.status === 'down'))
+    .sort((a, b) => a.profile.priority - b.profile.priority)
+    .find((u) => judge(u, q, facts).matches);
+}
+
+export function ipprotoOf(q: ExplainQuery): number | undefined {
+  return q.proto ? IPPROTO[q.proto][q.family] : undefined;
+}
+
+export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: LookupResult, marked?: Unit): Explanation {
+  const mine = units.filter((u) => u.family === q.family && u.status !== 'absent' && u.status !== 'stopped').sort((a, b) => a.profile.priority - b.profile.priority);
+  const profiles = mine.map((u) => judge(u, q, facts));
+  const byTable = mine.find((u) => u.profile.table === result.table);
+  const what = [q.proto, q.dport !== undefined && `dport ${q.dport}`, q.uid !== undefined && `uid ${q.uid}`].filter(Boolean).join(' ');
+  const head = `${q.dst}${what ? ' ' + what : ''}`;
+  const base = { query: q, profiles, mark: marked?.profile.fwmark };
+  if (!result.ok) {
+    const blockedBy = byTable ?? mine.find((u) => profiles.find((v) => v.profile === u.profile.name)?.matches && u.status === 'down');
+    if (blockedBy && blockedBy.status === 'down') {
+      return {
+        ...base,
+        verdict: 'blocked',
+        profile: blockedBy.profile.name,
+        table: blockedBy.profile.table,
+        interface: blockedBy.profile.interface,
+        headline: `${head}: blocked: ${blockedBy.profile.interface} is down and on_down = "block" (profile ${blockedBy.profile.name}, unreachable in table ${blockedBy.profile.table})`,
+        summary: `${head}: blocked: ${blockedBy.profile.interface} is down and on_down = "block" (profile ${blockedBy.profile.name}, unreachable in table ${blockedBy.profile.table})`,
+      };
+    }
+    return { ...base, verdict: 'unreachable', headline: `${head}: no route (${result.error})`, summary: `${head}: no route (${result.error})` };
+  }
+  const tunnel = mine.find((u) => u.profile.table === result.table && u.profile.interface === result.dev);
+  if (tunnel) {
+    const how = tunnel.mode === 'fwmark' ? `marked 0x${tunnel.profile.fwmark.toString(16)} by nftables, rule fwmark` : `rule pref ${tunnel.profile.priority}`;
+    return {
+      ...base,
+      verdict: 'tunnel',
+      profile: tunnel.profile.name,
+      table: result.table,
+      interface: result.dev,
+      source: result.src,
+      headline: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${result.src ? `, source ${result.src}` : ''})`,
+      summary: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${result.src ? `, source ${result.src}` : ''})`,
+    };
+  }
+  const why = profiles.length
+    ? profiles.map((v) => `profile ${v.profile}: ${v.matches ? 'matches, but the kernel chose another route (drift? see wgsplit diff)' : v.reason}`).join('; ')
+    : `no profile covers IPv${q.family}`;
+  return {
+    ...base,
+    verdict: 'direct',
+    table: result.table,
+    interface: result.dev,
+    gateway: result.gateway,
+    source: result.src,
+    headline: `${head}: direct via ${result.dev ?? '?'}${result.gateway ? ` (gateway ${result.gateway})` : ''}, table ${tableName(result.table)}`,
+    summary: `${head}: direct via ${result.dev ?? '?'}${result.gateway ? ` (gateway ${result.gateway})` : ''}, table ${tableName(result.table)}; ${why}`,
+  };
+}
