@@ -109,10 +109,10 @@ test('render summarises long runs of throws unless --full, and ip -batch lines n
   t.regex(short, /\+ \.\.\. and 3 more throw routes \(--full to list\)/);
   t.notRegex(renderPlan(p, { full: true }), /more throw routes/);
   t.deepEqual(p.ops.slice(0, 3).map(ipBatchLine), [
-    '-4 route add 0.0.0.0/0 dev wg0 src 10.253.0.2 table 10086 metric 0 proto 87',
-    '-4 route add unreachable 0.0.0.0/0 table 10086 metric 4278190080 proto 87',
-    '-4 route add throw 0.0.0.0/8 table 10086 metric 0 proto 87',
+    'route add 0.0.0.0/0 dev wg0 src 10.253.0.2 table 10086 metric 0 proto 87',
+    'route add unreachable 0.0.0.0/0 table 10086 metric 4278190080 proto 87',
+    'route add throw 0.0.0.0/8 table 10086 metric 0 proto 87',
   ]);
   const rule = p.ops.find((o) => o.kind === 'rule')!;
-  t.is(ipBatchLine(rule), '-4 rule add pref 10086 from 0.0.0.0/32 iif lo ipproto tcp lookup 10086 proto 87');
+  t.is(ipBatchLine(rule), 'rule add pref 10086 from 0.0.0.0/32 iif lo ipproto tcp lookup 10086 proto 87');
 });
