@@ -1,31 +1,43 @@
-/** `wgsplit --help` text; keep in step with man/wgsplit.8. */
+/** `wgsplit --help` text; keep in step with man/wgsplit.8 (test/unit/man.test.ts checks). */
 export const HELP = `wgsplit - WireGuard split-tunnel policy manager
 
 Usage: wgsplit [--config DIR] COMMAND [ARGS] [OPTIONS]
 
 Commands:
-  up IFACE            apply every profile for IFACE (wg-quick PostUp = wgsplit up %i)
-  down IFACE          remove everything wgsplit owns for IFACE, also of deleted
-                      profiles (wg-quick PostDown = wgsplit down %i)
-  apply [--dry-run]   reconcile all profiles; remove owned state no profile wants
-  diff [--json]       show drift between profiles and kernel: exit 0 in sync, 1 drift
-  status [--json]     per profile and family: interface, rules, routes, in sync or not
-  check [FILE...]     validate profiles (default: the config directory), no kernel access
+  up IFACE              apply every profile for IFACE (wg-quick: PostUp = wgsplit up %i)
+  down IFACE            remove everything wgsplit owns for IFACE, also of deleted
+                        profiles (wg-quick: PostDown = wgsplit down %i)
+  apply [--dry-run]     reconcile all profiles; remove owned state no profile wants
+  diff [--json]         drift between profiles and kernel: exit 0 in sync, 1 drift
+  status [--json]       per profile and family: interface, mode, rules, routes, sync
+  check [FILE...]       validate profiles (default: the config directory); no kernel access
+  watch                 keep the kernel converged (run under systemd: hooks/systemd)
+      --log-level L     debug, info (default), warn or error
+      --log-json        JSON lines instead of text
+      --cleanup-on-exit remove everything on SIGTERM (default: leave the kernel as it is)
+      --resync SECONDS  periodic full re-sync as a safety net (default 300, 0 = off)
+  explain DEST          which way a packet to DEST goes, and why (asks the kernel)
+      --proto P         tcp, udp or icmp
+      --dport N, --sport N, --uid N, --from ADDR
+  export                the state wgsplit would create, for review or for ip/nft
+      --format F        ip (an ip -batch script, default), nft or json
+      --family 4|6      which family the ip -batch script holds (default 4)
 
 Options:
-  -c, --config DIR    profile directory (default /etc/wgsplit, or $WGSPLIT_CONFIG)
-  -n, --dry-run       print the plan, change nothing (up, down, apply)
-      --json          machine-readable output (diff, status, check)
-      --full          list every route instead of counting large groups
-  -q, --quiet         print only errors
-      --no-color      no colours (also NO_COLOR=1); colours only on a terminal
-      --debug         stack traces and causes with errors
-  -h, --help          this help
-  -V, --version       print the version
+  -c, --config DIR      profile directory (default /etc/wgsplit, or $WGSPLIT_CONFIG)
+  -n, --dry-run         print the plan, change nothing (up, down, apply)
+      --json            machine-readable output (diff, status, check, explain)
+      --full            list every route instead of counting large groups (diff, apply)
+  -q, --quiet           print only errors
+      --no-color        no colours (also NO_COLOR=1); colours only on a terminal
+      --debug           stack traces and causes with errors
+  -h, --help            this help
+  -V, --version         print the version
 
 Exit status: 0 ok; 1 drift (diff); 2 bad usage, profile or environment (nothing
-changed); 3 a kernel request failed part-way (re-run apply or down).
+changed); 3 a kernel request failed part-way (run apply or down again).
 
 Profiles: one TOML file per profile, *.toml in the config directory; see wgsplit.toml(5).
-Every rule and route wgsplit makes carries protocol 87 ("wgsplit"); nothing else is touched.
+Every rule and route wgsplit makes carries protocol 87 ("wgsplit"); fwmark mode keeps
+its nftables state in table inet wgsplit. Nothing else is touched. More: wgsplit(8).
 `;

@@ -18,6 +18,8 @@ IFACE=wg0
 
 CONF="$(mktemp -d /tmp/wgsplit-demo.XXXXXX)"
 chmod 755 "$CONF"
+# The demo's own state directory: nothing of it lands in /run/wgsplit.
+export WGSPLIT_STATE_DIR="$CONF/state"
 cleanup() {
   trap - EXIT INT TERM
   bash "$HERE/topology.sh" down "$PREFIX" >/dev/null 2>&1 || true
@@ -62,6 +64,12 @@ probe host tcp 192.168.1.1 80 "direct (LAN)" 192.168.1.2
 probe host tcp 100.64.0.5 80 "tailscale0 (table 52)" 100.100.1.1
 probe ctr tcp 20.0.0.10 80 "direct (docker container)" 20.0.1.1
 probe inet tcp 20.0.1.1 8080 "host's server, from outside" 20.0.1.2
+
+bold "wgsplit explain: the kernel's answer, in words"
+run host $WGSPLIT --config "$CONF" explain 20.0.0.10 --proto tcp --dport 443
+run host $WGSPLIT --config "$CONF" explain 20.0.0.10 --proto udp --dport 53
+run host $WGSPLIT --config "$CONF" explain 192.168.1.1 --proto tcp --dport 80
+run host $WGSPLIT --config "$CONF" explain 100.64.0.5 --proto tcp --dport 80
 
 bold "Someone deletes a rule: wgsplit diff sees the drift, apply repairs it"
 run host ip rule del pref 10086 from 0.0.0.0/32 iif lo ipproto tcp lookup 10086

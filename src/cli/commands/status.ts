@@ -26,6 +26,7 @@ export async function status(ctx: Context): Promise<number> {
           const drift = c.plan.ops.filter((o) => (o.kind === 'nft' ? u.mode === 'fwmark' : opFamily(o) === u.family && opTable(o) === p.table));
           return {
             family: `ipv${u.family}`,
+            mode: u.mode,
             status: u.status,
             inSync: u.status === 'absent' ? undefined : drift.length === 0,
             rules: { wanted: u.rules.length, installed: installedRules },
@@ -63,8 +64,13 @@ export async function status(ctx: Context): Promise<number> {
                 : 'up';
         const sync = f.status === 'absent' ? '' : f.drift === 0 ? ', in sync' : `, DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
         const state = where + sync;
-        ctx.out(`  ${f.family}: ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
+        ctx.out(`  ${f.family} (${f.mode} mode): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
+        for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked/.test(n)) ctx.out(`    ${n}\n`);
       }
+    }
+    if (c.desired.nft) {
+      const nftDrift = c.plan.ops.some((o) => o.kind === 'nft');
+      ctx.out(`nftables: table inet wgsplit, ${c.desired.nft.elements} set elements, ${nftDrift ? 'DRIFT (see wgsplit diff)' : 'in sync'}\n`);
     }
     for (const e of c.desired.errors) ctx.out(`error: ${e}\n`);
     for (const h of hints) ctx.out(`hint: ${h}\n`);
