@@ -104,7 +104,13 @@ export class FakeKernel implements KernelPort {
     const out = new Map<string, InterfaceFacts>();
     for (const name of new Set(names)) {
       const f = this.interfaces.get(name);
-      out.set(name, f ? structuredClone(f) : absentInterface(name));
+      if (!f) {
+        out.set(name, absentInterface(name));
+        continue;
+      }
+      // Like the Linux adapter: the interface's rp_filter is read from its sysctl.
+      const rp = this.sysctls.get(`net/ipv4/conf/${name}/rp_filter`);
+      out.set(name, rp === undefined ? structuredClone(f) : { ...structuredClone(f), rpFilter: rp });
     }
     return out;
   }
@@ -122,7 +128,7 @@ export class FakeKernel implements KernelPort {
     return out;
   }
 
-  async observe(opts: { nft?: boolean } = {}): Promise<ObservedKernel> {
+  async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     this.observeCalls++;
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = { present: this.nftHash !== undefined, hash: this.nftHash };

@@ -60,12 +60,13 @@ export class LinuxKernel implements KernelPort {
     return out;
   }
 
-  async observe(opts: { nft?: boolean } = {}): Promise<ObservedKernel> {
+  async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await observeNft();
     await this.refreshLinks();
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
+      if (opts.routes === false) continue;
       for (const d of await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i))) {
         if (d.table === 255) continue; // local: the kernel's alone
         if (d.spec) obs.routes.push(d.spec);

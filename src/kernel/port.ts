@@ -16,8 +16,8 @@ export interface ObservedKernel extends Observed {
 
 export interface KernelPort {
   interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>>;
-  /** our rules and routes; with `nft`, also whether our nftables table exists and its hash */
-  observe(opts?: { nft?: boolean }): Promise<ObservedKernel>;
+  /** our rules and routes (routes: false skips the route dump); with `nft`, also whether our nftables table exists and its hash */
+  observe(opts?: { nft?: boolean; routes?: boolean }): Promise<ObservedKernel>;
   /** current values of sysctls (paths under /proc/sys); missing ones are left out */
   readSysctls?(paths: string[]): Promise<Record<string, number>>;
   /** the kernel's answer for one packet (RTM_GETROUTE), for `explain` */

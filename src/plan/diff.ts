@@ -13,7 +13,7 @@
  * `scope` tables are deleted: `up wg0` never touches another interface's profiles.
  */
 import type { Desired } from '../compile/desired.js';
-import { routeKey, routeSlot, type RouteSpec } from '../model/route.js';
+import type { RouteSpec } from '../model/route.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import type { Op, Plan } from './plan.js';
 
@@ -34,27 +34,51 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   const frozen = new Set(desired.units.filter((u) => u.status === 'absent').map((u) => `${u.family}|${u.profile.table}`));
   const isFrozen = (family: number, table: number) => frozen.has(`${family}|${table}`);
 
-  const wantRoutes = new Map<string, { route: RouteSpec; profile: string }>();
+  // Routes are compared per (family, table, metric) bucket. A bucket whose routes hash to
+  // the same order-independent fingerprint on both sides is equal and skipped; one that is
+  // empty in the kernel is all adds; only the rest are compared route by route. At 100k
+  // routes on these machines a Map lookup costs ~1-2 us, so the no-op re-apply must not do
+  // 100k of them.
   const wantRules = new Map<string, { rule: RuleSpec; profile: string }>();
+  const want = new Map<string, Bucket>();
   for (const u of active) {
-    for (const r of u.routes) wantRoutes.set(routeSlot(r), { route: r, profile: u.profile.name });
+    for (const r of u.routes) addToBucket(want, r);
     for (const r of u.rules) wantRules.set(ruleKey(r), { rule: r, profile: u.profile.name });
   }
-  const haveRoutes = new Map(observed.routes.map((r) => [routeSlot(r), r]));
+  const have = new Map<string, Bucket>();
+  for (const r of observed.routes) addToBucket(have, r);
   const haveRules = new Map(observed.rules.map((r) => [ruleKey(r), r]));
   const inScope = (family: number, table: number) => scope.has(table) && !isFrozen(family, table);
+  const sameRoute = (a: RouteSpec, b: RouteSpec) => a.type === b.type && a.dev === b.dev && a.src === b.src && a.protocol === b.protocol;
+  const state = new Map<string, 'equal' | 'allAdd' | Map<string, RouteSpec>>();
+  for (const [b, w] of want) {
+    const h = have.get(b);
+    if (!h) state.set(b, 'allAdd');
+    else if (h.routes.length === w.routes.length && h.sum === w.sum && h.xor === w.xor) state.set(b, 'equal');
+    else state.set(b, new Map(h.routes.map((r) => [r.dst, r])));
+  }
 
   const routeAdds: Op[] = [];
   const routeDels: Op[] = [];
   const ruleAdds: Op[] = [];
   const ruleDels: Op[] = [];
-  for (const [slot, w] of wantRoutes) {
-    const have = haveRoutes.get(slot);
-    if (!have) routeAdds.push({ op: 'add', kind: 'route', route: w.route, profile: w.profile });
-    else if (routeKey(have) !== routeKey(w.route)) routeAdds.push({ op: 'replace', kind: 'route', route: w.route, was: have, profile: w.profile });
+  // In the order compile produced them, so plans read the way profiles are written.
+  for (const u of active) {
+    for (const r of u.routes) {
+      const st = state.get(bucketKey(r))!;
+      if (st === 'equal') continue;
+      const h = st === 'allAdd' ? undefined : st.get(r.dst);
+      if (!h) routeAdds.push({ op: 'add', kind: 'route', route: r, profile: u.profile.name });
+      else if (!sameRoute(h, r)) routeAdds.push({ op: 'replace', kind: 'route', route: r, was: h, profile: u.profile.name });
+    }
   }
-  for (const [slot, r] of haveRoutes) {
-    if (!wantRoutes.has(slot) && inScope(r.family, r.table)) routeDels.push({ op: 'delete', kind: 'route', route: r, profile: profileOf(desired, r.table) });
+  for (const [b, h] of have) {
+    const st = state.get(b);
+    if (st === 'equal') continue;
+    const w = st === undefined ? undefined : new Set(want.get(b)!.routes.map((r) => r.dst));
+    for (const r of h.routes) {
+      if (!w?.has(r.dst) && inScope(r.family, r.table)) routeDels.push({ op: 'delete', kind: 'route', route: r, profile: profileOf(desired, r.table) });
+    }
   }
   for (const [key, w] of wantRules) if (!haveRules.has(key)) ruleAdds.push({ op: 'add', kind: 'rule', rule: w.rule, profile: w.profile });
   for (const [key, r] of haveRules) {
@@ -88,6 +112,34 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
     if (!wantSys.has(path) && now !== undefined && now !== original) sysRestore.push({ op: 'delete', kind: 'sysctl', path, value: original, was: now });
   }
   return { ops: [...routeAdds, ...sysSet, ...nftPut, ...early, ...ruleAdds, ...late, ...nftDel, ...sysRestore, ...routeDels] };
+}
+
+interface Bucket {
+  routes: RouteSpec[];
+  sum: number;
+  xor: number;
+}
+
+function bucketKey(r: RouteSpec): string {
+  return `${r.family}|${r.table}|${r.metric}`;
+}
+
+/** FNV-1a over everything that makes two routes in one bucket equal. */
+function routeHash(r: RouteSpec): number {
+  const text = `${r.dst}|${r.type}|${r.dev ?? ''}|${r.src ?? ''}|${r.protocol}`;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+function addToBucket(buckets: Map<string, Bucket>, r: RouteSpec): void {
+  const k = bucketKey(r);
+  let b = buckets.get(k);
+  if (!b) buckets.set(k, (b = { routes: [], sum: 0, xor: 0 }));
+  const h = routeHash(r);
+  b.routes.push(r);
+  b.sum = (b.sum + h) >>> 0;
+  b.xor = (b.xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
 }
 
 /** Would the kernel call `existing` a duplicate of `added`? (fib_rules.c rule_exists) */

@@ -130,8 +130,12 @@ export async function applyCommand(
   } catch (e) {
     await failClosed(kernel, c, e);
   }
-  const after = await kernel.observe();
-  const residue = diff(c.desired, after, c.scope);
+  // Read back what can be stored differently than asked: rules (old kernels drop selectors
+  // they do not know) and the nft table. Routes are not dumped again: every route request
+  // was acknowledged, and at 100k routes a second dump doubled the apply time; the next
+  // diff, status or watcher pass sees any route drift anyway.
+  const after = await kernel.observe({ nft: c.observed.nft !== undefined, routes: false });
+  const residue = { ops: diff(c.desired, { ...after, routes: c.observed.routes }, c.scope).ops.filter((o) => o.kind === 'rule' || o.kind === 'nft') };
   if (residue.ops.length) {
     const stray = residue.ops.filter((o) => o.kind === 'rule' && o.op === 'delete');
     if (stray.length) await kernel.apply({ ops: stray });
