@@ -90,7 +90,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   if (!v.help && needsIface && rest.length !== 1) throw new WgsplitError('USAGE', `usage: wgsplit ${command} IFACE`);
   if (!v.help && ['apply', 'diff', 'status'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
 
-  const logLevel = (v['log-level'] as string | undefined) ?? env.WGSPLIT_LOG_LEVEL ?? 'info';
+  // Only the watcher logs: a bad WGSPLIT_LOG_LEVEL must not break `up` from wg-quick.
+  const logLevel = (v['log-level'] as string | undefined) ?? (command === 'watch' ? env.WGSPLIT_LOG_LEVEL : undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new WgsplitError('USAGE', `--log-level must be debug, info, warn or error (got "${logLevel}")`);
   const resyncText = (v.resync as string | undefined) ?? '300';
   if (!/^\d+(\.\d+)?$/.test(resyncText)) throw new WgsplitError('USAGE', `--resync takes seconds (0 to disable), got "${resyncText}"`);
@@ -110,7 +111,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
   if (Number.isNaN(family)) throw new WgsplitError('USAGE', `--family must be 4 or 6 (got "${v.family}")`);
   if (!v.help && command === 'export' && rest.length) throw new WgsplitError('USAGE', `"export" takes no arguments (got ${rest.join(' ')})`);
-  const colourEnv = env.NO_COLOR === undefined && env.TERM !== 'dumb';
+  // no-color.org: NO_COLOR set to a non-empty value turns colours off.
+  const colourEnv = !env.NO_COLOR && env.TERM !== 'dumb';
   return {
     command,
     positionals: rest,

@@ -17,10 +17,10 @@ Commands:
       --cleanup-on-exit remove everything on SIGTERM (default: leave the kernel as it is)
       --resync SECONDS  periodic full re-sync as a safety net (default 300, 0 = off)
   explain DEST          which way a packet to DEST goes, and why (asks the kernel)
-      --proto P         tcp, udp or icmp
+  -p, --proto P         tcp, udp or icmp
       --dport N, --sport N, --uid N, --from ADDR
   export                the state wgsplit would create, for review or for ip/nft
-      --format F        ip (an ip -batch script, default), nft or json
+  -f, --format F        ip (an ip -batch script, default), nft or json
       --family 4|6      which family the ip -batch script holds (default 4)
 
 Options:
@@ -28,8 +28,9 @@ Options:
   -n, --dry-run         print the plan, change nothing (up, down, apply)
       --json            machine-readable output (diff, status, check, explain)
       --full            list every route instead of counting large groups (diff, apply)
-  -q, --quiet           print only errors
+  -q, --quiet           print only warnings and errors
       --no-color        no colours (also NO_COLOR=1); colours only on a terminal
+      --color           colours even when not on a terminal
       --debug           stack traces and causes with errors
   -h, --help            this help
   -V, --version         print the version

@@ -40,6 +40,17 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   const f = input instanceof Map ? facts(input) : input;
   const out: Desired = { units: [], errors: [], warnings: [] };
   for (const p of profiles) compileProfile(p, f, out);
+  // Explicit fwmark profiles are checked for distinct marks when loaded; auto profiles only
+  // turn out to be fwmark here, on a kernel without the rule selectors.
+  const markOwner = new Map<number, string>();
+  for (const u of out.units) {
+    if (u.mode !== 'fwmark' || u.status === 'absent' || u.status === 'stopped') continue;
+    const first = markOwner.get(u.profile.fwmark);
+    if (first && first !== u.profile.name) {
+      out.errors.push(`profiles ${first} and ${u.profile.name} both use fwmark 0x${u.profile.fwmark.toString(16)} in fwmark mode; give each its own fwmark`);
+      u.nft = undefined;
+    } else markOwner.set(u.profile.fwmark, u.profile.name);
+  }
   out.nft = renderNft(out.units.filter((u) => u.nft && (u.status === 'active' || u.status === 'down')).map((u) => u.nft!));
   out.sysctls = rpFilterNeeds(out, f);
   return out;

@@ -24,6 +24,7 @@ export async function observeNft(): Promise<{ present: boolean; hash?: string }>
   const r = await run(['-t', 'list', 'table', 'inet', NFT_TABLE]);
   if (r.exitCode !== 0) {
     if (/No such file or directory/.test(String(r.stderr))) return { present: false };
+    if (/Operation not permitted|Permission denied/.test(String(r.stderr))) throw new WgsplitError('ENVIRONMENT', 'permission denied: wgsplit needs root (CAP_NET_ADMIN) to read nftables');
     throw new WgsplitError('ENVIRONMENT', `nft list table inet ${NFT_TABLE} failed: ${String(r.stderr).split('\n')[0]}`);
   }
   const m = /comment "wgsplit ([0-9a-f]+)"/.exec(String(r.stdout));

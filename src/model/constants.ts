@@ -50,8 +50,6 @@ export const IPPROTO: Record<string, { 4: number; 6: number }> = {
   icmp: { 4: 1, 6: 58 }, // ICMPv6 is its own protocol number
 };
 
-export const STATE_FILE = '/run/wgsplit/owned.json';
-export const DEFAULT_CONFIG_DIR = '/etc/wgsplit';
 
 /**
  * fwmark mode marks. tailscale owns the mark byte 0xff0000 (bits 16-23) and wg-quick marks

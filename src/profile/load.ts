@@ -80,8 +80,19 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
   }
 }
 
-export function loadProfileFiles(files: string[]): Profile[] {
+export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean } = {}): Profile[] {
   const problems: Problem[] = [];
+  if (opts.checkPerms) {
+    for (const f of files) {
+      const perms: string[] = [];
+      try {
+        checkPerms(f, 'profile', perms);
+      } catch {
+        /* unreadable: reported below */
+      }
+      for (const m of perms) problems.push({ file: f, line: 1, col: 1, message: m });
+    }
+  }
   const texts = new Map<string, string>();
   const profiles: Profile[] = [];
   for (const file of files) {

@@ -9,6 +9,7 @@ import { WgsplitError } from '../errors.js';
 import type { KernelPort, ObservedKernel } from '../kernel/port.js';
 import { diff, kernelSameRule } from '../plan/diff.js';
 import type { Plan } from '../plan/plan.js';
+import type { RouteSpec } from '../model/route.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
@@ -80,6 +81,10 @@ async function selectorsFor(kernel: KernelPort, state: StateStore, owned: OwnedT
   const key = kernelKey();
   if (owned.probe?.key === key) return owned.probe;
   const r = await kernel.probeRuleSelectors();
+  // A probe that was refused says nothing about the kernel: never cache it.
+  if (r.missing.some((m) => /EPERM|EACCES|not permitted/i.test(m))) {
+    throw new WgsplitError('ENVIRONMENT', 'permission denied: wgsplit needs root (CAP_NET_ADMIN) to read and change policy routing');
+  }
   const fresh = state.load();
   fresh.probe = { key, ...r };
   state.save(fresh);
@@ -128,7 +133,12 @@ export async function applyCommand(
   try {
     if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);
   } catch (e) {
-    await failClosed(kernel, c, e);
+    try {
+      await failClosed(kernel, c, e);
+    } catch (err) {
+      await rollbackRoutes(kernel, c);
+      throw err;
+    }
   }
   // Read back what can be stored differently than asked: rules (old kernels drop selectors
   // they do not know) and the nft table. Routes are not dumped again: every route request
@@ -140,6 +150,7 @@ export async function applyCommand(
     const stray = residue.ops.filter((o) => o.kind === 'rule' && o.op === 'delete');
     if (stray.length) await kernel.apply({ ops: stray });
     await removeUnseen(kernel, c, residue.ops, after.rules);
+    await rollbackRoutes(kernel, c);
     throw new WgsplitError(
       'KERNEL_UNSUPPORTED',
       `the kernel stored something other than what was asked for; removed the stray rules to fail closed:\n` +
@@ -149,6 +160,37 @@ export async function applyCommand(
   }
   saveState(state, c, cmd, 'after');
   return { ...c, written: c.plan.ops.length };
+}
+
+/**
+ * A failed apply puts the routes of the tables it touched back as they were before it (the
+ * rules are handled by failClosed: stray ones go, earlier ones stay), so a refused profile or
+ * an old kernel leaves the routing tables exactly as they were. Best effort: a rollback that
+ * fails too leaves the original error to be reported.
+ */
+async function rollbackRoutes(kernel: KernelPort, c: Computed): Promise<void> {
+  try {
+    const groups = new Map<string, RouteSpec[]>();
+    for (const r of c.observed.routes) {
+      if (!c.scope.has(r.table)) continue;
+      const k = `${r.family}|${r.table}`;
+      (groups.get(k) ?? groups.set(k, []).get(k)!).push(r);
+    }
+    const units = [...groups.values()].map((routes) => ({
+      profile: { name: '(before)', table: routes[0].table } as Profile,
+      family: routes[0].family,
+      status: 'active' as const,
+      mode: 'rule' as const,
+      rules: [],
+      routes,
+      notes: [],
+    }));
+    const now = await kernel.observe();
+    const back = diff({ units, errors: [], warnings: [] }, now, c.scope).ops.filter((o) => o.kind === 'route');
+    if (back.length) await kernel.apply({ ops: back });
+  } catch {
+    /* the original error is what the user needs to see */
+  }
 }
 
 /**
