@@ -24,6 +24,11 @@ export const realTimers: Timers = {
 
 export interface RunResult {
   wrote: number;
+  /**
+   * false: the writes followed a change of what is wanted (an address, a link, a connected
+   * network, an endpoint, a profile), not another program undoing ours: no repair.
+   */
+  repair?: boolean;
 }
 
 export interface SchedulerOptions {
@@ -88,8 +93,9 @@ export class Scheduler {
     this.pending = [];
     this.running = true;
     let wrote = 0;
+    let repair: boolean | undefined;
     try {
-      wrote = (await this.run(batch)).wrote;
+      ({ wrote, repair } = await this.run(batch));
     } catch {
       // the runner logs its own errors; a failed run counts as a repair attempt
       wrote = 1;
@@ -98,7 +104,7 @@ export class Scheduler {
     }
     const now = this.timers.now();
     this.repairs = this.repairs.filter((t) => now - t < this.opts.windowMs);
-    if (wrote > 0 && batch.some((t) => t.repair)) {
+    if (wrote > 0 && repair !== false && batch.some((t) => t.repair)) {
       this.repairs.push(now);
       if (this.repairs.length > this.opts.repairLimit) {
         this.backoffMs = Math.min(this.opts.maxBackoffMs, this.backoffMs ? this.backoffMs * 2 : 1000);

@@ -6,6 +6,7 @@
  * state with zero writes when nothing changed.
  */
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
+import { createHash } from 'node:crypto';
 import { formatProblem, WgsplitError } from '../errors.js';
 import { classify } from '../kernel/events.js';
 import { IpMonitor } from '../kernel/monitor.js';
@@ -18,7 +19,7 @@ import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
 import { suspects } from './culprit.js';
 import type { Logger } from './log.js';
-import { DEFAULT_SCHEDULER, Scheduler, type SchedulerOptions, type Trigger } from './scheduler.js';
+import { DEFAULT_SCHEDULER, Scheduler, type RunResult, type SchedulerOptions, type Trigger } from './scheduler.js';
 
 export interface WatchOptions {
   configDir: string;
@@ -53,6 +54,7 @@ export class Watcher {
   private overflowLogged = 0;
   private endpointTimer?: NodeJS.Timeout;
   private readonly endpointsSeen = new Map<string, string>();
+  private lastDesired?: string;
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
@@ -139,7 +141,7 @@ export class Watcher {
     this.scheduler.trigger(ev.summary, true);
   }
 
-  private async reconcile(triggers: Trigger[]): Promise<{ wrote: number }> {
+  private async reconcile(triggers: Trigger[]): Promise<RunResult> {
     if (this.stopping) return { wrote: 0 };
     const started = performance.now();
     const lock = await acquireLock(this.o.lockPath);
@@ -162,7 +164,16 @@ export class Watcher {
         const profiles = [...new Set(r.plan.ops.map((o) => o.profile ?? '(none)'))].join(',');
         this.o.log.info('converged', { changes: [...counts].map(([k, n]) => `${k.slice(0, 1)}${n} ${k.slice(1)}${n > 1 ? 's' : ''}`).join(', '), profiles, ...fields });
       } else this.o.log.debug('in sync', fields);
-      return { wrote: r.written };
+      // Only writes that restore the same desired state as the last run undo someone else's
+      // change and count as repairs for the rate limit; writes after the desired state itself
+      // changed (an address, a link, a docker bridge, an endpoint) adapt to the machine.
+      const u = r.desired.units.map((x) => [x.profile.name, x.family, x.status, x.rules, x.routes]);
+      const desired = createHash('sha1')
+        .update(JSON.stringify([u, r.desired.nft, r.desired.sysctls], (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))
+        .digest('hex');
+      const changed = desired !== this.lastDesired;
+      this.lastDesired = desired;
+      return { wrote: r.written, repair: !changed };
     } catch (e) {
       const err = e as WgsplitError;
       this.o.log.error('reconcile failed', { code: err.code ?? 'INTERNAL', error: err.message });

@@ -4,6 +4,8 @@
 #
 #   topology.sh up PREFIX [WG_IFACE]   build it (tearing down any leftover first), print "ready"
 #   topology.sh down PREFIX            tear it down; idempotent
+#   topology.sh stop-wg PREFIX         kill the host's wireguard-go (its interface disappears)
+#   topology.sh start-wg PREFIX        start it again: same key, peer and addresses (a restart)
 #
 # Nothing here touches the root namespace's network: every link is created directly
 # inside a namespace of ours (ip -n NS link add ... peer ... netns OTHER).
@@ -18,7 +20,7 @@ STATE_ROOT=/run/wgsplit-sandbox
 ROLES=(host router inet vpn ctr ts)
 WG_SOCK_DIR=/var/run/wireguard
 
-usage() { echo "usage: $0 up PREFIX [WG_IFACE] | down PREFIX" >&2; exit 2; }
+usage() { echo "usage: $0 up PREFIX [WG_IFACE] | down PREFIX | stop-wg PREFIX | start-wg PREFIX" >&2; exit 2; }
 die() { echo "topology: $*" >&2; exit 1; }
 
 [[ $# -ge 2 ]] || usage
@@ -28,6 +30,11 @@ P=$2
 [[ $P =~ ^[a-z][a-z0-9]{0,9}$ ]] || die "PREFIX must be 1-10 characters [a-z0-9], starting with a letter: '$P'"
 STATE=$STATE_ROOT/$P
 WG=${3:-wg0}
+# stop-wg/start-wg act on an existing sandbox: its interface name was recorded by `up`.
+if [[ $CMD == stop-wg || $CMD == start-wg ]]; then
+  [[ -r $STATE/wg_iface ]] || die "no sandbox '$P' (run up first)"
+  WG=$(cat "$STATE/wg_iface")
+fi
 WGS=${P}s
 
 ns() { echo "$P-$1"; }
@@ -348,8 +355,42 @@ EOF
   echo ready
 }
 
+# --- wireguard-go restart (the watcher's e2e tests: wg0 deleted and created again) ---------
+
+# Kill the host's wireguard-go by its recorded PID: the tun device, and with it every route
+# through it, disappears, as when wg-quick down or a crash removes wg0.
+stop_wg() {
+  local pid st
+  { read -r pid; read -r st; } <"$STATE/wg-host.pid" || die "no wg-host.pid in $STATE"
+  if [[ -n $pid && -n $st && $(starttime "$pid") == "$st" ]]; then
+    kill -TERM "$pid"
+    wait_gone "$pid:$st"
+  fi
+  wait_for "$WG to disappear" 300 wg_gone
+  echo stopped
+}
+wg_gone() { ! ip -n "$(ns host)" link show "$WG" >/dev/null 2>&1; }
+
+# A new wireguard-go with the same key, peer and addresses: what wg-quick up does (Table = off).
+start_wg() {
+  wg_gone || die "$WG already exists in $(ns host)"
+  start_bg wg-host host env WG_PROCESS_FOREGROUND=1 wireguard-go "$WG"
+  wait_for "wireguard-go $WG" 300 wg_ready host "$WG" wg-host
+  in_ns host wg set "$WG" private-key "$STATE/host.key" \
+    peer "$(cat "$STATE/vpn.pub")" endpoint 20.0.2.1:51820 allowed-ips 0.0.0.0/0,::/0 persistent-keepalive 25
+  ipb host <<WGEOF
+addr add 10.253.0.2/24 dev $WG
+addr add fd00:253::2/64 dev $WG
+link set $WG up
+WGEOF
+  wait_for "the tunnel (IPv4)" 5 tunnel_ok 10.253.0.1
+  echo ready
+}
+
 case $CMD in
   up) up ;;
   down) down ;;
+  stop-wg) stop_wg ;;
+  start-wg) start_wg ;;
   *) usage ;;
 esac
