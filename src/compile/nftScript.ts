@@ -40,7 +40,17 @@ export interface NftDesired {
 }
 
 const hex = (n: number) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
-const ident = (s: string) => s.replace(/[^A-Za-z0-9_]/g, '_');
+/**
+ * A profile name as part of an nft identifier. Profile names are file names, so anything
+ * goes: nft identifiers must start with a letter (`10-office` is a syntax error) and two
+ * sets of one name in a script are merged, not refused (`office-a` and `office_a` would
+ * share their prefix sets); names are at most 256 bytes. A plain short name is used as is;
+ * any other is shortened and gets a hash of itself.
+ */
+const ident = (s: string) =>
+  /^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(s) ? s : `p_${s.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 64)}_${createHash('sha256').update(s).digest('hex').slice(0, 8)}`;
+/** A profile name inside a quoted nft comment (at most 128 characters, no quotes). */
+const commentName = (s: string) => s.replace(/[^\x20-\x7e]|["\\]/g, '_').slice(0, 100);
 const rangeText = (r: Range) => (r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`);
 const l4: Record<Protocol, Record<Family, string>> = { tcp: { 4: 'tcp', 6: 'tcp' }, udp: { 4: 'udp', 6: 'udp' }, icmp: { 4: 'icmp', 6: 'ipv6-icmp' } };
 
@@ -75,9 +85,9 @@ export function renderNft(fragments: NftFragment[]): NftDesired | undefined {
     if (f.sports.length) m.push(`th sport { ${f.sports.map(rangeText).join(', ')} }`);
     if (f.uids.length) m.push(`meta skuid { ${f.uids.map(rangeText).join(', ')} }`);
     m.push(`${ip} daddr @${base}_include`, `${ip} daddr != @${base}_exclude`);
-    m.push(`meta mark set meta mark & ${hex(~f.mask)} | ${hex(f.mark)}`, `comment "profile ${f.profile}"`);
+    m.push(`meta mark set meta mark & ${hex(~f.mask)} | ${hex(f.mark)}`, `comment "profile ${commentName(f.profile)}"`);
     mark.push(`\t\t${m.join(' ')}`);
-    nat.push(`\t\tmeta nfproto ${f.family === 4 ? 'ipv4' : 'ipv6'} oifname "${f.iface}" meta mark & ${hex(f.mask)} == ${hex(f.mark)} masquerade comment "profile ${f.profile}"`);
+    nat.push(`\t\tmeta nfproto ${f.family === 4 ? 'ipv4' : 'ipv6'} oifname "${f.iface}" meta mark & ${hex(f.mask)} == ${hex(f.mark)} masquerade comment "profile ${commentName(f.profile)}"`);
   }
   body.push(
     '\tchain divert {',

@@ -4,17 +4,28 @@
  * exist, uid 4294967294, port 1), read it back, delete it. A kernel that does not know an
  * attribute silently drops it (DESIGN.md), which the read-back shows.
  */
+import { randomInt } from 'node:crypto';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { RuleSpec } from '../model/rule.js';
 import type { Rtnl } from './netlink.js';
 
 const PROBE_PRIORITY = 32765; // just before main's 32766; the probe rule lives for a millisecond
-const PROBE_TABLE = 4294967280; // no such table: a lookup there falls through
+
+/**
+ * A table nobody uses (a lookup there falls through), different for every probe: `status`
+ * or `diff` (no lock) may probe while a PostUp does, and with one fixed table the second
+ * add is EEXIST or the first probe's cleanup deletes the second's rule before its read-back,
+ * and the answer "unsupported" would be cached for the whole boot.
+ */
+function probeTable(): number {
+  return 0xf0000000 + randomInt(0, 0x0ffffff0);
+}
 
 export async function probeRuleSelectors(nl: Rtnl): Promise<{ supported: boolean; missing: string[] }> {
+  const table = probeTable();
   const probes: RuleSpec[] = [
-    { family: 4, priority: PROBE_PRIORITY, table: PROBE_TABLE, protocol: PROTOCOL_TAG, src: '0.0.0.0/32', iif: 'lo', ipproto: 6, dport: { start: 1, end: 1 }, sport: { start: 1, end: 1 }, uid: { start: 4294967294, end: 4294967294 } },
-    { family: 6, priority: PROBE_PRIORITY, table: PROBE_TABLE, protocol: PROTOCOL_TAG, src: '::1/128', iif: 'lo', ipproto: 6, dport: { start: 1, end: 1 }, uid: { start: 4294967294, end: 4294967294 }, findSaddr: true },
+    { family: 4, priority: PROBE_PRIORITY, table, protocol: PROTOCOL_TAG, src: '0.0.0.0/32', iif: 'lo', ipproto: 6, dport: { start: 1, end: 1 }, sport: { start: 1, end: 1 }, uid: { start: 4294967294, end: 4294967294 } },
+    { family: 6, priority: PROBE_PRIORITY, table, protocol: PROTOCOL_TAG, src: '::1/128', iif: 'lo', ipproto: 6, dport: { start: 1, end: 1 }, uid: { start: 4294967294, end: 4294967294 }, findSaddr: true },
   ];
   const missing = new Set<string>();
   for (const want of probes) {
@@ -25,7 +36,7 @@ export async function probeRuleSelectors(nl: Rtnl): Promise<{ supported: boolean
       continue;
     }
     try {
-      const got = (await nl.rules(want.family)).find((r) => r.priority === PROBE_PRIORITY && r.table === PROBE_TABLE);
+      const got = (await nl.rules(want.family)).find((r) => r.priority === PROBE_PRIORITY && r.table === table);
       if (!got) missing.add(`IPv${want.family} rule read-back`);
       else {
         if (got.protocol !== PROTOCOL_TAG) missing.add('protocol (FRA_PROTOCOL, 4.17)');
@@ -38,7 +49,7 @@ export async function probeRuleSelectors(nl: Rtnl): Promise<{ supported: boolean
       }
     } finally {
       // Delete by priority and table only: an old kernel ignores the rest anyway.
-      await nl.deleteRule({ family: want.family, priority: PROBE_PRIORITY, table: PROBE_TABLE, protocol: PROTOCOL_TAG }).catch(() =>
+      await nl.deleteRule({ family: want.family, priority: PROBE_PRIORITY, table, protocol: PROTOCOL_TAG }).catch(() =>
         nl.deleteRule({ ...want }).catch(() => undefined),
       );
     }

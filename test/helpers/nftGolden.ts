@@ -1,0 +1,68 @@
+/**
+ * The golden nft script of one fwmark profile (tcp+udp, ports, uids, includes and
+ * excludes) on the sandbox host's wg0: test/unit/fwmark.test.ts compares compile's output
+ * with it, test/e2e/probe.test.ts feeds it to the real nft in a fresh namespace.
+ */
+export const WEB_TOML = `interface = "wg0"
+table = 200
+priority = 10200
+mode = "fwmark"
+protocols = ["tcp", "udp"]
+dports = [80, 443, "8000-8999"]
+uids = [1000, "2000-2999"]
+include = ["0.0.0.0/1", "128.0.0.0/1", "2000::/3"]
+exclude = ["10.0.0.0/8", "198.51.100.0/24", "198.51.100.7/32", "2001:db8::/32"]
+`;
+
+// Checked by hand: includes aggregated (two /1 -> 0.0.0.0/0), an exclude inside another
+// dropped, the WireGuard endpoint excluded because UDP is selected, one mark rule and one
+// masquerade rule per family, only original-direction packets not yet marked by another
+// profile. test/e2e/probe.test.ts feeds the same script to the real nft.
+export const GOLDEN_WEB_SCRIPT = `table inet wgsplit {}
+delete table inet wgsplit
+table inet wgsplit {
+	comment "wgsplit 286d4656bdc74ec1"
+	set web_v4_include {
+		type ipv4_addr
+		flags interval
+		elements = {
+			0.0.0.0/0
+		}
+	}
+	set web_v4_exclude {
+		type ipv4_addr
+		flags interval
+		elements = {
+			10.0.0.0/8,
+			20.0.2.1/32,
+			198.51.100.0/24
+		}
+	}
+	set web_v6_include {
+		type ipv6_addr
+		flags interval
+		elements = {
+			2000::/3
+		}
+	}
+	set web_v6_exclude {
+		type ipv6_addr
+		flags interval
+		elements = {
+			2001:db8::/32
+		}
+	}
+	chain divert {
+		type route hook output priority mangle; policy accept;
+		meta nfproto ipv4 meta mark & 0x0f000000 == 0 ct direction original meta l4proto { tcp, udp } th dport { 80, 443, 8000-8999 } meta skuid { 1000, 2000-2999 } ip daddr @web_v4_include ip daddr != @web_v4_exclude meta mark set meta mark & 0xf0ffffff | 0x01000000 comment "profile web"
+		meta nfproto ipv6 meta mark & 0x0f000000 == 0 ct direction original meta l4proto { tcp, udp } th dport { 80, 443, 8000-8999 } meta skuid { 1000, 2000-2999 } ip6 daddr @web_v6_include ip6 daddr != @web_v6_exclude meta mark set meta mark & 0xf0ffffff | 0x01000000 comment "profile web"
+	}
+	chain masq {
+		type nat hook postrouting priority srcnat; policy accept;
+		meta nfproto ipv4 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 masquerade comment "profile web"
+		meta nfproto ipv6 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 masquerade comment "profile web"
+	}
+}
+`;
+
+export const GOLDEN_WEB_HASH = '286d4656bdc74ec1';
