@@ -4,7 +4,10 @@
  * been missed in between.
  */
 import { execa, type ResultPromise } from 'execa';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
 export interface MonitorHandlers {
   line(line: string): void;
@@ -24,7 +27,11 @@ export class IpMonitor {
   }
 
   private spawn(): void {
-    const child = execa('ip', ['-o', 'monitor', 'label', 'link', 'address', 'route', 'rule'], {
+    // setpriv --pdeathsig (util-linux): the kernel ends `ip monitor` when the watcher dies,
+    // even by SIGKILL, instead of leaving it orphaned until its next write fails.
+    const argv = ['-o', 'monitor', 'label', 'link', 'address', 'route', 'rule'];
+    const [file, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', 'ip', ...argv]] : ['ip', argv];
+    const child = execa(file, args, {
       reject: false,
       buffer: false,
       stdin: 'ignore',
