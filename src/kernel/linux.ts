@@ -195,7 +195,7 @@ export class LinuxKernel implements KernelPort {
     return this.nl.getRoute(q);
   }
 
-  probeRuleSelectors(): Promise<{ supported: boolean; missing: string[] }> {
+  probeRuleSelectors(): Promise<{ supported: boolean; missing: string[]; definitive: boolean }> {
     return probeRuleSelectors(this.nl);
   }
 

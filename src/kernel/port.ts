@@ -23,7 +23,7 @@ export interface KernelPort {
   /** the kernel's answer for one packet (RTM_GETROUTE), for `explain` */
   lookup?(q: LookupQuery): Promise<LookupResult>;
   /** add, read back and delete a rule that matches nothing: does the kernel keep every selector? */
-  probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[] }>;
+  probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[]; definitive?: boolean }>;
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

@@ -85,10 +85,11 @@ async function selectorsFor(kernel: KernelPort, state: StateStore, owned: OwnedT
   if (r.missing.some((m) => /EPERM|EACCES|not permitted/i.test(m))) {
     throw new WgsplitError('ENVIRONMENT', 'permission denied: wgsplit needs root (CAP_NET_ADMIN) to read and change policy routing');
   }
+  if (r.definitive === false) return { supported: r.supported, missing: r.missing };
   const fresh = state.load();
-  fresh.probe = { key, ...r };
+  fresh.probe = { key, supported: r.supported, missing: r.missing };
   state.save(fresh);
-  return r;
+  return { supported: r.supported, missing: r.missing };
 }
 
 /** Refuse before writing anything: compile errors, tables that hold someone else's routes. */
