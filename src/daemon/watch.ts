@@ -100,7 +100,9 @@ export class Watcher {
       const key = endpoints.map((e) => e.address).sort().join(',');
       const before = this.endpointsSeen.get(name);
       this.endpointsSeen.set(name, key);
-      if (before !== undefined && before !== key && !this.stopping) this.scheduler.trigger(`endpoints of ${name} changed: ${key || '(none)'}`, true);
+      // First sight too: the endpoint may have moved between the last reconcile and now
+      // (a profile added a moment before `wg set`); a reconcile that finds nothing writes nothing.
+      if (before !== key && !this.stopping) this.scheduler.trigger(before === undefined ? `endpoints of ${name} first seen: ${key || '(none)'}` : `endpoints of ${name} changed: ${key || '(none)'}`, before !== undefined);
     }
   }
 

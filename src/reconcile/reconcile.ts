@@ -125,7 +125,7 @@ export async function applyCommand(
   profiles: Profile[],
   cmd: Command,
   onProgress?: (done: number, total: number) => void,
-  opts: { lenient?: boolean } = {},
+  opts: { lenient?: boolean; retried?: boolean } = {},
 ): Promise<ApplyResult> {
   const c = await computePlan(kernel, state, profiles, cmd);
   preflight(c, opts.lenient);
@@ -150,7 +150,18 @@ export async function applyCommand(
   if (residue.ops.length) {
     const stray = residue.ops.filter((o) => o.kind === 'rule' && o.op === 'delete');
     if (stray.length) await kernel.apply({ ops: stray });
-    await removeUnseen(kernel, c, residue.ops, after.rules);
+    const unseen = await removeUnseen(kernel, c, residue.ops, after.rules);
+    if (!stray.length && !unseen.length) {
+      // Nothing was stored differently: rules we added are simply gone again, or the nft
+      // table changed under us. Someone else is changing the same state at this moment
+      // (a script, a second manager): try once more, then say so.
+      if (!opts.retried) return applyCommand(kernel, state, profiles, cmd, onProgress, { ...opts, retried: true });
+      throw new WgsplitError(
+        'KERNEL',
+        `what was just written is gone again; another program is changing wgsplit's rules or nft table at the same time:\n` +
+          residue.ops.map((o) => `  ${o.op} ${opText(o)}`).join('\n'),
+      );
+    }
     await rollbackRoutes(kernel, c);
     throw new WgsplitError(
       'KERNEL_UNSUPPORTED',
