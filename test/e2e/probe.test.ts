@@ -75,7 +75,7 @@ test.after.always(async () => {
 
 test.serial('probeRuleSelectors: this kernel keeps every selector, nothing missing, and no rule is left behind', async (t) => {
   const before = await rules();
-  t.deepEqual(await probe(), { supported: true, missing: [] });
+  t.deepEqual(await probe(), { supported: true, missing: [], definitive: true });
   t.is(await rules(), before);
 });
 
@@ -85,7 +85,7 @@ test.serial("probeRuleSelectors leaves someone else's rule at its priority alone
   t.is((await inNs(['ip', '-6', 'rule', 'add', 'pref', '32765', 'lookup', '100'])).exitCode, 0);
   const before = await rules();
   t.regex(before, /^32765:\s+from all lookup 100/m);
-  t.deepEqual(await probe(), { supported: true, missing: [] });
+  t.deepEqual(await probe(), { supported: true, missing: [], definitive: true });
   t.is(await rules(), before);
   await inNs(['ip', 'rule', 'del', 'pref', '32765', 'lookup', '100']);
   await inNs(['ip', '-6', 'rule', 'del', 'pref', '32765', 'lookup', '100']);
@@ -96,7 +96,7 @@ test.serial('probes running at once (`status` next to a PostUp, two tunnels comi
   // boot: a probe that saw another's rule must not conclude the kernel lacks selectors.
   const before = await rules();
   const results = (await Promise.all([probes(4), probes(4), probes(4)])).flat();
-  t.deepEqual(results, Array.from({ length: 12 }, () => ({ supported: true, missing: [] })));
+  t.deepEqual(results, Array.from({ length: 12 }, () => ({ supported: true, missing: [], definitive: true })));
   t.is(await rules(), before);
 });
 
