@@ -40,22 +40,22 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // routes on these machines a Map lookup costs ~1-2 us, so the no-op re-apply must not do
   // 100k of them.
   const wantRules = new Map<string, { rule: RuleSpec; profile: string }>();
-  const want = new Map<string, Bucket>();
+  const want = new Buckets();
   for (const u of active) {
-    for (const r of u.routes) addToBucket(want, r);
+    for (const r of u.routes) want.add(r);
     for (const r of u.rules) wantRules.set(ruleKey(r), { rule: r, profile: u.profile.name });
   }
-  const have = new Map<string, Bucket>();
-  for (const r of observed.routes) addToBucket(have, r);
+  const have = new Buckets();
+  for (const r of observed.routes) have.add(r);
   const haveRules = new Map(observed.rules.map((r) => [ruleKey(r), r]));
   const inScope = (family: number, table: number) => scope.has(table) && !isFrozen(family, table);
   const sameRoute = (a: RouteSpec, b: RouteSpec) => a.type === b.type && a.dev === b.dev && a.src === b.src && a.protocol === b.protocol;
-  const state = new Map<string, 'equal' | 'allAdd' | Map<string, RouteSpec>>();
-  for (const [b, w] of want) {
-    const h = have.get(b);
-    if (!h) state.set(b, 'allAdd');
-    else if (h.routes.length === w.routes.length && h.sum === w.sum && h.xor === w.xor) state.set(b, 'equal');
-    else state.set(b, new Map(h.routes.map((r) => [r.dst, r])));
+  const state = new Map<Bucket, 'equal' | 'allAdd' | Map<string, RouteSpec>>();
+  for (const [, w] of want.list) {
+    const h = have.get(w.routes[0]);
+    if (!h) state.set(w, 'allAdd');
+    else if (h.routes.length === w.routes.length && h.sum === w.sum && h.xor === w.xor) state.set(w, 'equal');
+    else state.set(w, new Map(h.routes.map((r) => [r.dst, r])));
   }
 
   const routeAdds: Op[] = [];
@@ -65,19 +65,20 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // In the order compile produced them, so plans read the way profiles are written.
   for (const u of active) {
     for (const r of u.routes) {
-      const st = state.get(bucketKey(r))!;
+      const st = state.get(want.get(r)!)!;
       if (st === 'equal') continue;
       const h = st === 'allAdd' ? undefined : st.get(r.dst);
       if (!h) routeAdds.push({ op: 'add', kind: 'route', route: r, profile: u.profile.name });
       else if (!sameRoute(h, r)) routeAdds.push({ op: 'replace', kind: 'route', route: r, was: h, profile: u.profile.name });
     }
   }
-  for (const [b, h] of have) {
-    const st = state.get(b);
+  for (const [, h] of have.list) {
+    const w = want.get(h.routes[0]);
+    const st = w && state.get(w);
     if (st === 'equal') continue;
-    const w = st === undefined ? undefined : new Set(want.get(b)!.routes.map((r) => r.dst));
+    const wanted = w ? new Set(w.routes.map((r) => r.dst)) : undefined;
     for (const r of h.routes) {
-      if (!w?.has(r.dst) && inScope(r.family, r.table)) routeDels.push({ op: 'delete', kind: 'route', route: r, profile: profileOf(desired, r.table) });
+      if (!wanted?.has(r.dst) && inScope(r.family, r.table)) routeDels.push({ op: 'delete', kind: 'route', route: r, profile: profileOf(desired, r.table) });
     }
   }
   for (const [key, w] of wantRules) if (!haveRules.has(key)) ruleAdds.push({ op: 'add', kind: 'rule', rule: w.rule, profile: w.profile });
@@ -124,22 +125,54 @@ function bucketKey(r: RouteSpec): string {
   return `${r.family}|${r.table}|${r.metric}`;
 }
 
-/** FNV-1a over everything that makes two routes in one bucket equal. */
+/** FNV-1a over everything that makes two routes in one bucket equal (no string building). */
+function fnv(h: number, text: string | undefined): number {
+  if (text !== undefined) for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return Math.imul(h ^ 0x7c, 0x01000193); // a separator, so fields cannot run together
+}
+
+const TYPE_CODE: Record<string, number> = { unicast: 1, throw: 2, unreachable: 3 };
+
 function routeHash(r: RouteSpec): number {
-  const text = `${r.dst}|${r.type}|${r.dev ?? ''}|${r.src ?? ''}|${r.protocol}`;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  let h = fnv(0x811c9dc5, r.dst);
+  h = Math.imul(h ^ (TYPE_CODE[r.type] ?? 0), 0x01000193);
+  h = Math.imul(h ^ r.protocol, 0x01000193);
+  h = fnv(h, r.dev);
+  h = fnv(h, r.src);
   return h >>> 0;
 }
 
-function addToBucket(buckets: Map<string, Bucket>, r: RouteSpec): void {
-  const k = bucketKey(r);
-  let b = buckets.get(k);
-  if (!b) buckets.set(k, (b = { routes: [], sum: 0, xor: 0 }));
-  const h = routeHash(r);
-  b.routes.push(r);
-  b.sum = (b.sum + h) >>> 0;
-  b.xor = (b.xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
+/** Buckets by family, table and metric, keyed by numbers: no string per route. */
+class Buckets {
+  private readonly byKey = new Map<number, Map<number, Map<number, Bucket>>>();
+  readonly list: [string, Bucket][] = [];
+
+  get(r: RouteSpec, create = false): Bucket | undefined {
+    let t = this.byKey.get(r.family);
+    if (!t) {
+      if (!create) return undefined;
+      this.byKey.set(r.family, (t = new Map()));
+    }
+    let m = t.get(r.table);
+    if (!m) {
+      if (!create) return undefined;
+      t.set(r.table, (m = new Map()));
+    }
+    let b = m.get(r.metric);
+    if (!b && create) {
+      m.set(r.metric, (b = { routes: [], sum: 0, xor: 0 }));
+      this.list.push([bucketKey(r), b]);
+    }
+    return b;
+  }
+
+  add(r: RouteSpec): void {
+    const b = this.get(r, true)!;
+    const h = routeHash(r);
+    b.routes.push(r);
+    b.sum = (b.sum + h) >>> 0;
+    b.xor = (b.xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
+  }
 }
 
 /** Would the kernel call `existing` a duplicate of `added`? (fib_rules.c rule_exists) */
