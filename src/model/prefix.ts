@@ -107,6 +107,19 @@ export type PrefixParse = { ok: true; prefix: Prefix } | { ok: false; reason: st
 export function parsePrefix(text: string): PrefixParse {
   const slash = text.indexOf('/');
   const addrText = slash < 0 ? text : text.slice(0, slash);
+  // IPv4 fast path in plain numbers (list files are mostly IPv4; BigInt masks were the cost).
+  const v4 = parseIPv4(addrText);
+  if (v4 >= 0) {
+    const lenText = slash < 0 ? '32' : text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > 32) return { ok: false, reason: `"${text}": prefix length must be 0-32 for IPv4` };
+    const len = Number(lenText);
+    const hostBits = len === 32 ? 0 : v4 % 2 ** (32 - len);
+    if (hostBits !== 0) {
+      const net = formatPrefix({ family: 4, addr: BigInt(v4 - hostBits), len });
+      return { ok: false, reason: `"${text}" has host bits set (did you mean ${net}?)` };
+    }
+    return { ok: true, prefix: { family: 4, addr: BigInt(v4), len } };
+  }
   const a = parseAddress(addrText);
   if (!a) return { ok: false, reason: `"${text}" is not an IPv4 or IPv6 prefix` };
   const bits = BITS[a.family];
@@ -158,9 +171,53 @@ export function comparePrefix(a: Prefix, b: Prefix): number {
  * nothing changes. O(n log n); used before programming so a table holds one `throw` per
  * aggregate (each is one FIB entry).
  */
+/**
+ * IPv4 aggregation in plain numbers: the same stack algorithm as below, without a BigInt
+ * per comparison (100k prefixes of a country list).
+ */
+function aggregate4(prefixes: readonly Prefix[]): Prefix[] {
+  const n = prefixes.length;
+  const addr = new Float64Array(n);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    addr[i] = Number(prefixes[i].addr);
+    order[i] = i;
+  }
+  const sorted = Array.from(order).sort((a, b) => addr[a] - addr[b] || prefixes[a].len - prefixes[b].len);
+  const sa: number[] = [];
+  const sl: number[] = [];
+  const size = (len: number) => 2 ** (32 - len);
+  const coversN = (oa: number, ol: number, ia: number, il: number) => ol <= il && ia - (ia % size(ol)) === oa;
+  for (const i of sorted) {
+    const a = addr[i];
+    const l = prefixes[i].len;
+    const top = sa.length - 1;
+    if (top >= 0 && coversN(sa[top], sl[top], a, l)) continue;
+    sa.push(a);
+    sl.push(l);
+    while (sa.length >= 2) {
+      const k = sa.length - 1;
+      if (sl[k] !== sl[k - 1] || sl[k] === 0) break;
+      const plen = sl[k] - 1;
+      const ps = size(plen);
+      const pa = sa[k - 1] - (sa[k - 1] % ps);
+      if (sa[k] - (sa[k] % ps) !== pa || sa[k] === sa[k - 1]) break;
+      sa.length -= 2;
+      sl.length -= 2;
+      sa.push(pa);
+      sl.push(plen);
+      while (sa.length >= 2 && coversN(sa[sa.length - 2], sl[sl.length - 2], sa[sa.length - 1], sl[sl.length - 1])) {
+        sa.pop();
+        sl.pop();
+      }
+    }
+  }
+  return sa.map((a, i) => ({ family: 4 as Family, addr: BigInt(a), len: sl[i] }));
+}
+
 export function aggregate(prefixes: readonly Prefix[]): Prefix[] {
-  const out: Prefix[] = [];
-  for (const fam of [4, 6] as Family[]) {
+  const out: Prefix[] = aggregate4(prefixes.filter((p) => p.family === 4));
+  for (const fam of [6] as Family[]) {
     const sorted = sortPrefixes(prefixes.filter((p) => p.family === fam));
     // Stack-based merge: sorted by address, covered prefixes follow their cover.
     const stack: Prefix[] = [];
