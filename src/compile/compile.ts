@@ -36,10 +36,14 @@ import { renderNft, type NftFragment } from './nftScript.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
-export function compile(profiles: Profile[], input: Facts | Map<string, InterfaceFacts>): Desired {
+export function compile(profiles: Profile[], input: Facts | Map<string, InterfaceFacts>, reuse?: (p: Profile) => Unit[] | undefined): Desired {
   const f = input instanceof Map ? facts(input) : input;
   const out: Desired = { units: [], errors: [], warnings: [] };
-  for (const p of profiles) compileProfile(p, f, out);
+  for (const p of profiles) {
+    const cached = reuse?.(p);
+    if (cached) out.units.push(...cached);
+    else compileProfile(p, f, out);
+  }
   // Explicit fwmark profiles are checked for distinct marks when loaded; auto profiles only
   // turn out to be fwmark here, on a kernel without the rule selectors.
   const markOwner = new Map<number, string>();

@@ -24,6 +24,11 @@ export interface Unit {
   routes: RouteSpec[];
   /** why this family is what it is, for status/explain */
   notes: string[];
+  /**
+   * Reused from the plan cache: the kernel already holds exactly what this unit wants, so
+   * `routes` and `rules` are the observed ones and diff skips the unit's table.
+   */
+  cached?: boolean;
 }
 
 export interface Desired {

@@ -40,13 +40,16 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // routes on these machines a Map lookup costs ~1-2 us, so the no-op re-apply must not do
   // 100k of them.
   const wantRules = new Map<string, { rule: RuleSpec; profile: string }>();
+  // Cached units (see reconcile's plan cache) want exactly what their table holds: their
+  // routes are neither hashed nor compared, their table's routes neither added nor deleted.
+  const cachedTables = new Set(active.filter((u) => u.cached).map((u) => `${u.family}|${u.profile.table}`));
   const want = new Buckets();
   for (const u of active) {
-    for (const r of u.routes) want.add(r);
+    if (!u.cached) for (const r of u.routes) want.add(r);
     for (const r of u.rules) wantRules.set(ruleKey(r), { rule: r, profile: u.profile.name });
   }
   const have = new Buckets();
-  for (const r of observed.routes) have.add(r);
+  for (const r of observed.routes) if (!cachedTables.has(`${r.family}|${r.table}`)) have.add(r);
   const haveRules = new Map(observed.rules.map((r) => [ruleKey(r), r]));
   const inScope = (family: number, table: number) => scope.has(table) && !isFrozen(family, table);
   const sameRoute = (a: RouteSpec, b: RouteSpec) => a.type === b.type && a.dev === b.dev && a.src === b.src && a.protocol === b.protocol;
@@ -64,6 +67,7 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   const ruleDels: Op[] = [];
   // In the order compile produced them, so plans read the way profiles are written.
   for (const u of active) {
+    if (u.cached) continue;
     for (const r of u.routes) {
       const st = state.get(want.get(r)!)!;
       if (st === 'equal') continue;
@@ -173,6 +177,18 @@ class Buckets {
     b.sum = (b.sum + h) >>> 0;
     b.xor = (b.xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
   }
+}
+
+/** Order-independent fingerprint of a route set: what the plan cache compares. */
+export function routesFingerprint(routes: readonly RouteSpec[]): { n: number; sum: number; xor: number } {
+  let sum = 0;
+  let xor = 0;
+  for (const r of routes) {
+    const h = routeHash(r);
+    sum = (sum + h) >>> 0;
+    xor = (xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
+  }
+  return { n: routes.length, sum, xor };
 }
 
 /** Would the kernel call `existing` a duplicate of `added`? (fib_rules.c rule_exists) */

@@ -4,6 +4,7 @@
  * traffic goes; the same rule as sshd's StrictModes), parse and validate everything, and
  * report every problem at once.
  */
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { locate } from './locate.js';
@@ -53,6 +54,7 @@ export function loadProfileDir(dir: string): LoadedProfiles {
 /** Parse and cross-validate the given files; throws PROFILE with every problem. */
 /** Read a profile's list files (relative to its own directory) into include / exclude. */
 function readLists(p: Profile, text: string, problems: Problem[]): void {
+  const digest = createHash('sha1').update(text);
   for (const [key, files, into] of [
     ['include_files', p.includeFiles, p.include],
     ['exclude_files', p.excludeFiles, p.exclude],
@@ -73,11 +75,13 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
         const pos = locate(text, key, i);
         problems.push({ file: p.file, line: pos.line, col: pos.col, message: m });
       }
+      digest.update(`\0${path}\0`).update(body);
       const r = parseListFile(path, body);
       problems.push(...r.problems);
       into.push({ text: `file ${name}`, prefixes: r.prefixes });
     });
   }
+  p.digest = digest.digest('hex');
 }
 
 export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean } = {}): Profile[] {

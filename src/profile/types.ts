@@ -37,4 +37,6 @@ export interface Profile {
   fwmark: number;
   fwmarkMask: number;
   description?: string;
+  /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */
+  digest?: string;
 }

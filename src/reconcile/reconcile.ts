@@ -14,6 +14,7 @@ import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
+import { rememberPlans, reuser } from './planCache.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -27,7 +28,7 @@ export interface Computed {
 }
 
 /** Everything short of writing: the plan `diff`, `--dry-run` and apply share. */
-export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command): Promise<Computed> {
+export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean } = {}): Promise<Computed> {
   const selected = cmd.kind === 'apply' ? profiles : profiles.filter((p) => p.interface === cmd.iface);
   const ifaceFacts = await kernel.interfaceFacts(selected.map((p) => p.interface));
   if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface])).get(cmd.iface))?.exists) {
@@ -47,7 +48,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const changedSysctls = owned.sysctls ?? {};
   const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
   const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls });
-  const desired = compile(selected, allFacts);
+  const desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
   // The nftables table is one for all fwmark profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft) {
     const others = profiles.filter((p) => !selected.includes(p));
@@ -293,6 +294,7 @@ function saveState(state: StateStore, c: Computed, cmd: Command, when: 'before' 
       stopped.add(cmd.iface);
       delete owned.interfaces[cmd.iface];
     }
+    rememberPlans(owned, c.desired, c.allFacts);
   }
   owned.stopped = [...stopped].sort();
   owned.sysctls ??= {};

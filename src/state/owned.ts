@@ -14,6 +14,17 @@ export interface RememberedInterface {
   endpoints: Endpoint[];
 }
 
+export interface CachedPlan {
+  key: string;
+  units: {
+    family: 4 | 6;
+    status: 'active' | 'down';
+    notes: string[];
+    routes: { n: number; sum: number; xor: number };
+    rules: string[]; // sorted rule keys
+  }[];
+}
+
 export interface OwnedTables {
   /** table number -> interface and profile that last owned it */
   tables: Record<string, { interface: string; profile: string }>;
@@ -25,6 +36,11 @@ export interface OwnedTables {
   nft?: boolean;
   /** sysctls wgsplit changed -> their original values, restored when no longer needed */
   sysctls?: Record<string, number>;
+  /**
+   * Plan cache: per profile, a hash of everything its compile reads and a fingerprint of
+   * what that compile wanted. When both still hold, the profile is not compiled again.
+   */
+  plans?: Record<string, CachedPlan>;
   /** rule-selector probe result, valid for one boot of one kernel */
   probe?: { key: string; supported: boolean; missing: string[] };
 }
@@ -60,7 +76,7 @@ export class FileStateStore implements StateStore {
   load(): OwnedTables {
     try {
       const s = JSON.parse(readFileSync(this.path, 'utf8')) as OwnedTables;
-      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {} };
+      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {}, plans: s.plans ?? {} };
     } catch {
       return { tables: {} };
     }

@@ -1,0 +1,80 @@
+/**
+ * The plan cache: a rule-mode profile whose inputs (its text and list files, the facts
+ * compile reads about its interface and the host) are unchanged since the last successful
+ * apply, and whose table still holds exactly what that apply wanted (route fingerprint and
+ * rule keys), is in sync without being compiled. At 100k prefixes that spares parsing and
+ * aggregating the list and the route-by-route diff: the no-op re-apply the watcher and
+ * `wgsplit apply` do most of the time. Any mismatch means a full compile; the cache can
+ * only skip work, never change what is wanted.
+ */
+import { createHash } from 'node:crypto';
+import type { Desired, Unit } from '../compile/desired.js';
+import type { Facts } from '../compile/facts.js';
+import { ruleKey } from '../model/rule.js';
+import { routesFingerprint, type Observed } from '../plan/diff.js';
+import type { Profile } from '../profile/types.js';
+import type { CachedPlan, OwnedTables } from '../state/owned.js';
+
+/** Bump when compile's output for the same inputs changes. */
+const CACHE_FORMAT = 1;
+
+export function planKey(p: Profile, f: Facts): string | undefined {
+  if (!p.digest || p.mode === 'fwmark') return undefined;
+  const json = JSON.stringify({
+    v: CACHE_FORMAT,
+    name: p.name,
+    file: p.file,
+    digest: p.digest,
+    iface: f.interfaces.get(p.interface),
+    remembered: f.remembered.get(p.interface),
+    stopped: f.stopped.has(p.interface),
+    connected: f.connected,
+    selectors: f.ruleSelectors,
+  });
+  return createHash('sha1').update(json).digest('hex');
+}
+
+export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Observed): (p: Profile) => Unit[] | undefined {
+  return (p) => {
+    const entry = cache[p.name];
+    const key = planKey(p, f);
+    if (!entry || !key || entry.key !== key || entry.units.length === 0) return undefined;
+    const units: Unit[] = [];
+    for (const e of entry.units) {
+      const routes = observed.routes.filter((r) => r.family === e.family && r.table === p.table);
+      const fp = routesFingerprint(routes);
+      if (fp.n !== e.routes.n || fp.sum !== e.routes.sum || fp.xor !== e.routes.xor) return undefined;
+      const rules = observed.rules.filter((r) => r.family === e.family && r.table === p.table);
+      if (rules.map(ruleKey).sort().join('\n') !== e.rules.join('\n')) return undefined;
+      units.push({ profile: p, family: e.family, status: e.status, mode: 'rule', rules, routes, notes: e.notes, cached: true });
+    }
+    return units;
+  };
+}
+
+/** After a successful apply: remember what each cleanly compiled rule-mode profile wanted. */
+export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): void {
+  const plans = (owned.plans ??= {});
+  const byProfile = new Map<Profile, Unit[]>();
+  for (const u of desired.units) (byProfile.get(u.profile) ?? byProfile.set(u.profile, []).get(u.profile)!).push(u);
+  for (const [p, units] of byProfile) {
+    if (units.some((u) => u.cached)) continue; // still valid as stored
+    const key = planKey(p, f);
+    const clean = units.every((u) => u.mode === 'rule' && (u.status === 'active' || u.status === 'down'));
+    const mentioned = [...desired.errors, ...desired.warnings].some((m) => m.includes(`profile ${p.name}`));
+    if (!key || !clean || mentioned) {
+      delete plans[p.name];
+      continue;
+    }
+    plans[p.name] = {
+      key,
+      units: units.map((u) => ({
+        family: u.family,
+        status: u.status as 'active' | 'down',
+        notes: u.notes,
+        routes: routesFingerprint(u.routes),
+        rules: u.rules.map(ruleKey).sort(),
+      })),
+    };
+  }
+}
