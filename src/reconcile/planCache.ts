@@ -26,7 +26,8 @@ export function planKey(p: Profile, f: Facts): string | undefined {
     file: p.file,
     digest: p.digest,
     iface: f.interfaces.get(p.interface),
-    remembered: f.remembered.get(p.interface),
+    // What was remembered about the interface only matters while it is down or gone.
+    remembered: f.interfaces.get(p.interface)?.up ? undefined : f.remembered.get(p.interface),
     stopped: f.stopped.has(p.interface),
     connected: f.connected,
     selectors: f.ruleSelectors,
