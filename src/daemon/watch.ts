@@ -89,6 +89,13 @@ export class Watcher {
   private scheduleEndpointPoll(): void {
     const ms = this.o.endpointPollMs ?? ENDPOINT_POLL_MS;
     if (ms <= 0 || this.stopping) return;
+    // Only profiles that can match UDP need it; without them the daemon stays asleep (a
+    // profile reload calls this again).
+    if (!this.profiles.some((p) => p.protocols === undefined || p.protocols.includes('udp'))) {
+      this.endpointTimer = undefined;
+      return;
+    }
+    if (this.endpointTimer) clearTimeout(this.endpointTimer);
     this.endpointTimer = setTimeout(() => void this.pollEndpoints().finally(() => this.scheduleEndpointPoll()), ms);
   }
 
@@ -120,6 +127,7 @@ export class Watcher {
       this.ourTables = new Set(profiles.map((p) => p.table));
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       this.o.log.info('profiles loaded', { why, profiles: profiles.map((p) => p.name).join(',') || '(none)' });
+      if (why !== 'start') this.scheduleEndpointPoll(); // a UDP profile may have come or gone
       return true;
     } catch (e) {
       const err = e as WgsplitError;
