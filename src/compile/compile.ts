@@ -55,7 +55,9 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       u.nft = undefined;
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
-  out.nft = renderNft(out.units.filter((u) => u.nft && (u.status === 'active' || u.status === 'down')).map((u) => u.nft!));
+  // fwmark units from the plan cache have no fragment: the caller decides (planCache.cachedNft).
+  const partial = out.units.some((u) => u.cached && u.mode === 'fwmark');
+  out.nft = partial ? undefined : renderNft(out.units.filter((u) => u.nft && (u.status === 'active' || u.status === 'down')).map((u) => u.nft!));
   out.sysctls = rpFilterNeeds(out, f);
   return out;
 }

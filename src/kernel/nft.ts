@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { NFT_TABLE } from '../model/constants.js';
 import { WgsplitError } from '../errors.js';
+import { readNftTableComment } from './nftTable.js';
 
 /** Absolute path: under `npm test`, node_modules/.bin/nft (from @vercel/nft) shadows PATH. */
 export function nftBinary(): string {
@@ -21,6 +22,8 @@ async function run(args: string[], input?: string) {
 }
 
 export async function observeNft(): Promise<{ present: boolean; hash?: string }> {
+  const fast = await readNftTableComment();
+  if (fast) return fast;
   const r = await run(['-t', 'list', 'table', 'inet', NFT_TABLE]);
   if (r.exitCode !== 0) {
     if (/No such file or directory/.test(String(r.stderr))) return { present: false };

@@ -1,5 +1,5 @@
 /**
- * The plan cache: a rule-mode profile whose inputs (its text and list files, the facts
+ * The plan cache: a profile whose inputs (its text and list files, the facts
  * compile reads about its interface and the host) are unchanged since the last successful
  * apply, and whose table still holds exactly what that apply wanted (route fingerprint and
  * rule keys), is in sync without being compiled. At 100k prefixes that spares parsing and
@@ -19,7 +19,7 @@ import type { CachedPlan, OwnedTables } from '../state/owned.js';
 const CACHE_FORMAT = 1;
 
 export function planKey(p: Profile, f: Facts): string | undefined {
-  if (!p.digest || p.mode === 'fwmark') return undefined;
+  if (!p.digest) return undefined;
   const json = JSON.stringify({
     v: CACHE_FORMAT,
     name: p.name,
@@ -47,21 +47,38 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
       if (fp.n !== e.routes.n || fp.sum !== e.routes.sum || fp.xor !== e.routes.xor) return undefined;
       const rules = observed.rules.filter((r) => r.family === e.family && r.table === p.table);
       if (rules.map(ruleKey).sort().join('\n') !== e.rules.join('\n')) return undefined;
-      units.push({ profile: p, family: e.family, status: e.status, mode: 'rule', rules, routes, notes: e.notes, cached: true });
+      units.push({ profile: p, family: e.family, status: e.status, mode: e.mode ?? 'rule', rules, routes, notes: e.notes, cached: true });
     }
     return units;
   };
 }
 
-/** After a successful apply: remember what each cleanly compiled rule-mode profile wanted. */
+/**
+ * fwmark units reused from the cache carry no nft fragment, so the table cannot be rendered
+ * from them: it is in sync when the kernel's table still carries the hash of the last
+ * apply (then the script is not needed), else the caller compiles everything again.
+ */
+export function cachedNft(desired: Desired, owned: OwnedTables, observed: Observed): 'none' | 'in-sync' | 'recompile' {
+  if (!desired.units.some((u) => u.cached && u.mode === 'fwmark')) return 'none';
+  const n = owned.nftApplied;
+  if (n && observed.nft?.present && observed.nft.hash === n.hash) {
+    desired.nft = { script: '', hash: n.hash, elements: n.elements };
+    return 'in-sync';
+  }
+  return 'recompile';
+}
+
+/** After a successful apply: remember what each cleanly compiled profile wanted. */
 export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): void {
   const plans = (owned.plans ??= {});
+  if (desired.nft && desired.nft.script) owned.nftApplied = { hash: desired.nft.hash, elements: desired.nft.elements };
+  else if (!desired.nft) delete owned.nftApplied;
   const byProfile = new Map<Profile, Unit[]>();
   for (const u of desired.units) (byProfile.get(u.profile) ?? byProfile.set(u.profile, []).get(u.profile)!).push(u);
   for (const [p, units] of byProfile) {
     if (units.some((u) => u.cached)) continue; // still valid as stored
     const key = planKey(p, f);
-    const clean = units.every((u) => u.mode === 'rule' && (u.status === 'active' || u.status === 'down'));
+    const clean = units.every((u) => u.status === 'active' || u.status === 'down');
     const mentioned = [...desired.errors, ...desired.warnings].some((m) => m.includes(`profile ${p.name}`));
     if (!key || !clean || mentioned) {
       delete plans[p.name];
@@ -72,6 +89,7 @@ export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): v
       units: units.map((u) => ({
         family: u.family,
         status: u.status as 'active' | 'down',
+        mode: u.mode,
         notes: u.notes,
         routes: routesFingerprint(u.routes),
         rules: u.rules.map(ruleKey).sort(),

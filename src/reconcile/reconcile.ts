@@ -14,7 +14,7 @@ import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
-import { rememberPlans, reuser } from './planCache.js';
+import { cachedNft, rememberPlans, reuser } from './planCache.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -48,7 +48,8 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const changedSysctls = owned.sysctls ?? {};
   const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
   const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls });
-  const desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
+  let desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
+  if (cachedNft(desired, owned, observed) === 'recompile') desired = compile(selected, allFacts);
   // The nftables table is one for all fwmark profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft) {
     const others = profiles.filter((p) => !selected.includes(p));

@@ -19,6 +19,7 @@ export interface CachedPlan {
   units: {
     family: 4 | 6;
     status: 'active' | 'down';
+    mode?: 'rule' | 'fwmark';
     notes: string[];
     routes: { n: number; sum: number; xor: number };
     rules: string[]; // sorted rule keys
@@ -41,6 +42,8 @@ export interface OwnedTables {
    * what that compile wanted. When both still hold, the profile is not compiled again.
    */
   plans?: Record<string, CachedPlan>;
+  /** hash and size of the nft table the last apply wanted (fwmark units from the plan cache) */
+  nftApplied?: { hash: string; elements: number };
   /** rule-selector probe result, valid for one boot of one kernel */
   probe?: { key: string; supported: boolean; missing: string[] };
 }
@@ -76,7 +79,7 @@ export class FileStateStore implements StateStore {
   load(): OwnedTables {
     try {
       const s = JSON.parse(readFileSync(this.path, 'utf8')) as OwnedTables;
-      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {}, plans: s.plans ?? {} };
+      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {}, plans: s.plans ?? {}, nftApplied: s.nftApplied };
     } catch {
       return { tables: {} };
     }
