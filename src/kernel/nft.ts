@@ -1,8 +1,8 @@
 /**
- * nftables through the `nft` program (execa): `nft -t list table inet wgsplit` to see
- * whether our table is there and which content hash its comment carries (-t leaves out set
- * elements, so this stays cheap at 100k prefixes), and `nft -f -` to replace the whole
- * table in one transaction. execa is imported only here, and only in fwmark mode: its
+ * nftables through the `nft` program (execa): `nft -f -` replaces the whole table in one
+ * transaction. Whether our table is there, and which content hash its comment carries, is
+ * read over netlink (nftTable.ts); `nft -t list table inet wgsplit` is only the fallback,
+ * since nft loads every set element even for that (1.6 s at 100k prefixes). execa is imported only here, and only in fwmark mode: its
  * import alone costs ~130 ms, more than a whole rule-mode `wgsplit up`.
  */
 import { existsSync } from 'node:fs';

@@ -57,7 +57,7 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   for (const [, w] of want.list) {
     const h = have.get(w.routes[0]);
     if (!h) state.set(w, 'allAdd');
-    else if (h.routes.length === w.routes.length && h.sum === w.sum && h.xor === w.xor) state.set(w, 'equal');
+    else if (h.routes.length === w.routes.length && fingerprint(h).sum === fingerprint(w).sum && h.xor === w.xor) state.set(w, 'equal');
     else state.set(w, new Map(h.routes.map((r) => [r.dst, r])));
   }
 
@@ -164,19 +164,25 @@ class Buckets {
     }
     let b = m.get(r.metric);
     if (!b && create) {
-      m.set(r.metric, (b = { routes: [], sum: 0, xor: 0 }));
+      m.set(r.metric, (b = { routes: [], sum: -1, xor: 0 }));
       this.list.push([bucketKey(r), b]);
     }
     return b;
   }
 
   add(r: RouteSpec): void {
-    const b = this.get(r, true)!;
-    const h = routeHash(r);
-    b.routes.push(r);
-    b.sum = (b.sum + h) >>> 0;
-    b.xor = (b.xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
+    this.get(r, true)!.routes.push(r);
   }
+}
+
+/** A bucket's fingerprint, computed only when both sides have the bucket. */
+function fingerprint(b: Bucket): Bucket {
+  if (b.sum === -1) {
+    const fp = routesFingerprint(b.routes);
+    b.sum = fp.sum;
+    b.xor = fp.xor;
+  }
+  return b;
 }
 
 /** Order-independent fingerprint of a route set: what the plan cache compares. */
