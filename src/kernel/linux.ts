@@ -5,7 +5,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
-import type { RouteSpec } from '../model/route.js';
 import type { InterfaceFacts } from '../compile/facts.js';
 import type { Op, Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
@@ -165,9 +164,6 @@ export class LinuxKernel implements KernelPort {
       if (o.kind === 'rule') {
         if (o.op === 'add') await this.nl.addRule(o.rule);
         else await this.nl.deleteRule(o.rule);
-      } else if (o.kind === 'route') {
-        if (o.op === 'delete') await this.nl.deleteRoute(o.route as RouteSpec);
-        else await this.nl.putRoute(o.route, o.op === 'replace');
       }
     } catch (e) {
       const err = e as WgsplitError;

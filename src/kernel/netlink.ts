@@ -1,6 +1,7 @@
 /**
- * The only importer of the `netlink` package (0.3.0): rtnetlink requests and dumps,
- * translated to and from the plain RuleSpec / RouteSpec model. Sharp edges handled here
+ * Typed rtnetlink through the `netlink` package (0.3.0): rules, links, addresses and route
+ * lookups (routes themselves go over rawRoutes.ts), translated to and from the plain model.
+ * Sharp edges handled here
  * (DESIGN.md, measured on these machines):
  * - `options.flags` must be a number; an object is silently dropped.
  * - tables above 255 go in the TABLE attribute; the header byte reads back 252 (COMPAT).
@@ -11,7 +12,6 @@
 import netlink from 'netlink';
 import { WgsplitError } from '../errors.js';
 import { formatAddress, type Family } from '../model/prefix.js';
-import type { RouteSpec, RouteType } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
 import { addressBytes, type LookupQuery, type LookupResult } from './lookup.js';
 
@@ -20,9 +20,6 @@ type RtSocket = ReturnType<typeof createRtNetlink>;
 
 const AF: Record<Family, number> = { 4: 2, 6: 10 };
 const FAMILY_OF: Record<number, Family> = { 2: 4, 10: 6 };
-const RT_TABLE_COMPAT = 252;
-const ROUTE_TYPES: Record<RouteType, string> = { unicast: 'UNICAST', throw: 'THROW', unreachable: 'UNREACHABLE' };
-const ROUTE_TYPE_NUM: Record<number, RouteType> = { 1: 'unicast', 9: 'throw', 7: 'unreachable' };
 
 export interface LinkInfo {
   index: number;
@@ -37,34 +34,12 @@ export interface AddressInfo {
   prefixlen: number;
 }
 
-/** A route as dumped: the spec when we can express it, and the raw table/protocol always. */
-export interface DumpedRoute {
-  family: Family;
-  table: number;
-  protocol: number;
-  spec?: RouteSpec; // undefined for route types we never create
-  scope: number;
-  dev?: string;
-  dst: string;
-  text: string; // short description for messages
-}
 
 export function errnoOf(e: unknown): string | undefined {
   const m = /\b(E[A-Z]+)\b/.exec(String((e as Error)?.message ?? e));
   return m?.[1];
 }
 
-function addrBuf(family: Family, text: string): Buffer {
-  // Prefix text is canonical (a.b.c.d or RFC 5952), so parse via the URL-free path.
-  if (family === 4) return Buffer.from(text.split('.').map(Number));
-  const out = Buffer.alloc(16);
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
-}
 
 function bufAddr(family: Family, b: Buffer): string {
   let v = 0n;
@@ -140,36 +115,6 @@ export class Rtnl {
     return out;
   }
 
-  async routes(family: Family): Promise<DumpedRoute[]> {
-    const links = await this.links(true);
-    const byIndex = new Map(links.map((l) => [l.index, l.name]));
-    const msgs = await this.s.getRoutes({ family: AF[family] });
-    const out: DumpedRoute[] = [];
-    for (const m of msgs) {
-      if (FAMILY_OF[m.data.family ?? 0] !== family) continue;
-      const a = m.attrs;
-      const table = a.table ?? m.data.table ?? 0;
-      if (table === 255) continue; // the local table is the kernel's alone
-      const protocol = typeof m.data.protocol === 'number' ? m.data.protocol : protoNum(m.data.protocol);
-      const dst = `${a.dst ? bufAddr(family, a.dst) : family === 4 ? '0.0.0.0' : '::'}/${m.data.dstLen ?? 0}`;
-      const typeNum = typeof m.data.type === 'number' ? m.data.type : routeTypeNum(m.data.type);
-      const type = ROUTE_TYPE_NUM[typeNum];
-      const metric = a.priority ?? 0;
-      let spec: RouteSpec | undefined;
-      if (type && !a.gateway && !a.multipath && !m.data.srcLen) {
-        spec = { family, table, type, dst, metric, protocol };
-        if (type === 'unicast') {
-          if (a.oif !== undefined) spec.dev = byIndex.get(a.oif) ?? `if${a.oif}`;
-          if (a.prefsrc) spec.src = bufAddr(family, a.prefsrc);
-        }
-      }
-      const scope = typeof m.data.scope === 'number' ? m.data.scope : ({ UNIVERSE: 0, SITE: 200, LINK: 253, HOST: 254, NOWHERE: 255 } as Record<string, number>)[String(m.data.scope)] ?? 0;
-      const dev = a.oif !== undefined ? byIndex.get(a.oif) : undefined;
-      out.push({ family, table, protocol, spec, scope, dev, dst, text: `${type ?? 'type ' + typeNum} ${dst}${a.oif !== undefined ? ' dev ' + (byIndex.get(a.oif) ?? a.oif) : ''}` });
-    }
-    return out;
-  }
-
   /** RTM_GETROUTE for one packet; see lookup.ts for the encoding rules. */
   async getRoute(q: LookupQuery): Promise<LookupResult> {
     const dst = addressBytes(q.dst)!;
@@ -230,12 +175,12 @@ export class Rtnl {
     if (r.src) {
       const [a, l] = splitPrefix(r.src);
       data.srcLen = l;
-      attrs.src = addrBuf(r.family, a);
+      attrs.src = addressBytes(a)!.bytes;
     }
     if (r.dst) {
       const [a, l] = splitPrefix(r.dst);
       data.dstLen = l;
-      attrs.dst = addrBuf(r.family, a);
+      attrs.dst = addressBytes(a)!.bytes;
     }
     if (r.iif) attrs.iifname = r.iif;
     if (r.oif) attrs.oifname = r.oif;
@@ -252,61 +197,11 @@ export class Rtnl {
       throw new WgsplitError('KERNEL', `${op === 'new' ? 'adding' : 'deleting'} rule failed: ${errnoOf(e) ?? e}`, { cause: e });
     }
   }
-
-  async putRoute(r: RouteSpec, replace: boolean): Promise<void> {
-    const { data, attrs } = await this.encodeRoute(r);
-    try {
-      await this.s.newRoute(data as never, attrs as never, { flags: FlagsNew.CREATE | (replace ? FlagsNew.REPLACE : FlagsNew.EXCL) });
-    } catch (e) {
-      const errno = errnoOf(e);
-      throw new WgsplitError('KERNEL', `adding route ${r.type} ${r.dst} table ${r.table} failed: ${errno ?? e}`, { cause: e });
-    }
-  }
-
-  async deleteRoute(r: RouteSpec): Promise<void> {
-    const { data, attrs } = await this.encodeRoute(r, true);
-    try {
-      await this.s.delRoute(data as never, attrs as never);
-    } catch (e) {
-      throw new WgsplitError('KERNEL', `deleting route ${r.type} ${r.dst} table ${r.table} failed: ${errnoOf(e) ?? e}`, { cause: e });
-    }
-  }
-
-  private async encodeRoute(r: RouteSpec, forDelete = false) {
-    const [a, l] = splitPrefix(r.dst);
-    const data: Record<string, unknown> = {
-      family: AF[r.family],
-      dstLen: l,
-      table: r.table < 256 ? r.table : 0,
-      protocol: r.protocol,
-      // iproute2: a unicast route without a gateway is scope link; throw/unreachable universe.
-      scope: forDelete ? 'NOWHERE' : r.type === 'unicast' ? 'LINK' : 'UNIVERSE',
-      type: ROUTE_TYPES[r.type],
-    };
-    const attrs: Record<string, unknown> = { table: r.table, priority: r.metric };
-    if (l > 0 || r.family === 6) attrs.dst = addrBuf(r.family, a);
-    if (r.type === 'unicast' && r.dev && !forDelete) {
-      const link = (await this.links()).find((x) => x.name === r.dev) ?? (await this.links(true)).find((x) => x.name === r.dev);
-      if (!link) throw new WgsplitError('NO_INTERFACE', `interface ${r.dev} does not exist`);
-      attrs.oif = link.index;
-      if (r.src) attrs.prefsrc = addrBuf(r.family, r.src);
-    }
-    return { data, attrs };
-  }
 }
 
 function range(x: { start?: number; end?: number }): Range {
   return { start: x.start ?? 0, end: x.end ?? x.start ?? 0 };
 }
 
-function protoNum(p: unknown): number {
-  const names: Record<string, number> = { REDIRECT: 1, KERNEL: 2, BOOT: 3, STATIC: 4, GATED: 8, RA: 9, MRT: 10, ZEBRA: 11, BIRD: 12, DHCP: 16, BABEL: 42, BGP: 186 };
-  return typeof p === 'string' ? names[p] ?? -1 : 0;
-}
 
-function routeTypeNum(t: unknown): number {
-  const names: Record<string, number> = { UNSPEC: 0, UNICAST: 1, LOCAL: 2, BROADCAST: 3, ANYCAST: 4, MULTICAST: 5, BLACKHOLE: 6, UNREACHABLE: 7, PROHIBIT: 8, THROW: 9 };
-  return typeof t === 'string' ? names[t] ?? -1 : 0;
-}
 
-export { RT_TABLE_COMPAT };
