@@ -32,7 +32,8 @@ import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
-import { renderNft, type NftFragment } from './nftScript.js';
+import { fwmarkObjects } from './nftFwmark.js';
+import { mergeUnitsNft } from './nftMerge.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
@@ -55,9 +56,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       u.nft = undefined;
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
-  // fwmark units from the plan cache have no fragment: the caller decides (planCache.cachedNft).
-  const partial = out.units.some((u) => u.cached && u.mode === 'fwmark');
-  out.nft = partial ? undefined : renderNft(out.units.filter((u) => u.nft && (u.status === 'active' || u.status === 'down')).map((u) => u.nft!));
+  out.nft = mergeUnitsNft(out.units);
   out.sysctls = rpFilterNeeds(out, f);
   return out;
 }
@@ -84,6 +83,15 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
     }
   }
   return out;
+}
+
+/**
+ * Could this profile have objects in wgsplit's nftables table? Decides whether reconcile
+ * reads the table at all (a rule-mode-only setup never runs nft). Every nft-using feature
+ * adds its condition here.
+ */
+export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
+  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported);
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
@@ -220,7 +228,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
 }
 
 /**
- * fwmark mode: nftables decides what is diverted (see nftScript.ts), so T holds only the
+ * fwmark mode: nftables decides what is diverted (see nftFwmark.ts), so T holds only the
  * way out (`default dev IFACE`, plus the unreachable fallback for on_down = "block") and
  * one rule per family sends marked packets to it. No source trick is needed: only packets
  * of connections this host opened are marked, and SNAT fixes their source.
@@ -233,10 +241,9 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
   const rules: RuleSpec[] = includes.length
     ? [{ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask }]
     : [];
-  const nft: NftFragment = {
+  const nft = fwmarkObjects({
     profile: p.name,
     family,
-    priority: p.priority,
     iface: p.interface,
     mark: p.fwmark,
     mask: p.fwmarkMask,
@@ -246,7 +253,7 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
     uids: p.uids,
     include: includes,
     exclude: throws,
-  };
+  });
   return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft };
 }
 

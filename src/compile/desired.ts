@@ -3,7 +3,7 @@ import type { Family } from '../model/prefix.js';
 import type { RouteSpec } from '../model/route.js';
 import type { RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
-import type { NftDesired, NftFragment } from './nftScript.js';
+import type { NftState } from '../model/nft.js';
 
 export type UnitStatus =
   | 'active' // the interface is up with an address in this family: everything as listed
@@ -18,8 +18,8 @@ export interface Unit {
   status: UnitStatus;
   /** the backend this unit uses: policy rules with selectors, or nftables marks */
   mode: 'rule' | 'fwmark';
-  /** fwmark mode: what the nftables table must match for this unit */
-  nft?: NftFragment;
+  /** this unit's objects in wgsplit's nftables table (fwmark marks, masquerade, ...) */
+  nft?: NftState;
   rules: RuleSpec[];
   routes: RouteSpec[];
   /** why this family is what it is, for status/explain */
@@ -33,8 +33,8 @@ export interface Unit {
 
 export interface Desired {
   units: Unit[];
-  /** the whole `inet wgsplit` table for every fwmark unit; undefined when none */
-  nft?: NftDesired;
+  /** every object of the `inet wgsplit` table, merged from the units; undefined when none */
+  nft?: NftState;
   /** sysctls (path under /proc/sys) and the value they must have */
   sysctls?: { path: string; value: number; why: string }[];
   /** problems that make applying impossible (e.g. families = ["ipv6"] but no IPv6 address) */

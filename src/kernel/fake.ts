@@ -29,7 +29,9 @@ import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
 import { routeSlot, type RouteSpec } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
-import type { Op, Plan } from '../plan/plan.js';
+import { isNftOp, type Op, type Plan } from '../plan/plan.js';
+import type { NftOp } from '../plan/nftDiff.js';
+import { FakeNft } from './fakeNft.js';
 import { opText, routeText, ruleText } from '../plan/render.js';
 import type { KernelPort, ObservedKernel } from './port.js';
 
@@ -115,10 +117,8 @@ export class FakeKernel implements KernelPort {
     return out;
   }
 
-  /** the hash of the installed `inet wgsplit` table, or undefined when there is none */
-  nftHash?: string;
-  /** the last nft script applied (tests read it) */
-  nftScript?: string;
+  /** wgsplit's nftables table (`inet wgsplit`) as objects */
+  readonly nft = new FakeNft();
   /** sysctls by path under /proc/sys */
   sysctls = new Map<string, number>();
 
@@ -131,7 +131,7 @@ export class FakeKernel implements KernelPort {
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     this.observeCalls++;
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
-    if (opts.nft) obs.nft = { present: this.nftHash !== undefined, hash: this.nftHash };
+    if (opts.nft) obs.nft = this.nft.observe();
     for (const r of this.rules) if (r.protocol === PROTOCOL_TAG) obs.rules.push({ ...r });
     for (const r of this.routes) {
       if (r.protocol === PROTOCOL_TAG) obs.routes.push({ ...r });
@@ -149,7 +149,23 @@ export class FakeKernel implements KernelPort {
 
   async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
     let done = 0;
-    for (const o of plan.ops) {
+    const ops = plan.ops;
+    for (let i = 0; i < ops.length; i++) {
+      const o = ops[i];
+      if (isNftOp(o)) {
+        // Consecutive nft operations are one transaction, as on the real kernel.
+        let j = i;
+        while (j + 1 < ops.length && isNftOp(ops[j + 1])) j++;
+        const batch = ops.slice(i, j + 1) as NftOp[];
+        const injected = batch.map((x) => this.failWhen?.(x)).find(Boolean);
+        if (injected) throw new WgsplitError('KERNEL', `nft -f failed: ${injected}`);
+        this.nft.apply(batch);
+        for (const x of batch) this.log.push(`${x.op} ${opText(x)}`);
+        done += batch.length;
+        onProgress?.(done, ops.length);
+        i = j;
+        continue;
+      }
       try {
         this.execute(o);
       } catch (e) {
@@ -157,7 +173,7 @@ export class FakeKernel implements KernelPort {
         throw new WgsplitError(err.code ?? 'KERNEL', `${o.op} ${opText(o)}: ${err.message}`, { cause: e });
       }
       this.log.push(`${o.op} ${opText(o)}`);
-      onProgress?.(++done, plan.ops.length);
+      onProgress?.(++done, ops.length);
     }
   }
 
@@ -192,17 +208,7 @@ export class FakeKernel implements KernelPort {
       this.sysctls.set(o.path, o.value);
       return;
     }
-    if (o.kind === 'nft') {
-      if (o.op === 'delete') {
-        if (this.nftHash === undefined) throw new WgsplitError('KERNEL', 'nft: No such file or directory');
-        this.nftHash = undefined;
-        this.nftScript = undefined;
-      } else {
-        this.nftHash = o.nft.hash;
-        this.nftScript = o.nft.script;
-      }
-      return;
-    }
+    if (o.kind !== 'route') throw new WgsplitError('INTERNAL', `the fake executes ${o.kind} operations in transactions`);
     const r = o.route;
     const slot = routeSlot(r);
     const i = this.routes.findIndex((x) => routeSlot(x) === slot);

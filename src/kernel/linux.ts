@@ -6,12 +6,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
 import type { InterfaceFacts } from '../compile/facts.js';
-import type { Op, Plan } from '../plan/plan.js';
+import { isNftOp, type Op, type Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
 import { errnoName, RawRoutes } from './rawRoutes.js';
-import { deleteNft, observeNft, replaceNft } from './nft.js';
+import { applyNft, observeNft } from './nft.js';
+import type { NftOp } from '../plan/nftDiff.js';
 import { probeRuleSelectors } from './probe.js';
 import type { LookupQuery, LookupResult } from './lookup.js';
 import type { KernelPort, ObservedKernel } from './port.js';
@@ -104,12 +105,8 @@ export class LinuxKernel implements KernelPort {
         done += phase.length;
         continue;
       }
-      if (phase[0].kind === 'nft') {
-        for (const o of phase) {
-          if (o.kind !== 'nft') continue;
-          if (o.op === 'delete') await deleteNft();
-          else await replaceNft(o.nft.script);
-        }
+      if (isNftOp(phase[0])) {
+        await applyNft(phase as NftOp[]);
         done += phase.length;
         onProgress?.(done, plan.ops.length);
         continue;
@@ -207,7 +204,8 @@ function phases(ops: Op[]): Op[][] {
   const out: Op[][] = [];
   let key = '';
   for (const o of ops) {
-    const k = `${o.kind}:${o.op === 'delete' ? 'del' : 'put'}`;
+    // nft operations in a row are one transaction, whatever their kind.
+    const k = isNftOp(o) ? 'nft' : `${o.kind}:${o.op === 'delete' ? 'del' : 'put'}`;
     if (k !== key) {
       out.push([]);
       key = k;

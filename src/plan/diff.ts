@@ -16,12 +16,13 @@ import type { Desired } from '../compile/desired.js';
 import type { RouteSpec } from '../model/route.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import type { Op, Plan } from './plan.js';
+import { diffNft, type ObservedNft } from './nftDiff.js';
 
 export interface Observed {
   rules: RuleSpec[]; // ours only (protocol tag)
   routes: RouteSpec[]; // ours only
-  /** our nftables table: undefined when not looked at (no fwmark profile, none installed) */
-  nft?: { present: boolean; hash?: string };
+  /** our nftables table as objects: undefined when not looked at (no profile uses nft, none installed) */
+  nft?: ObservedNft;
   /** current values of the sysctls desired or changed by us (path -> value) */
   sysctls?: Record<string, number>;
   /** sysctls wgsplit changed, with their original values */
@@ -95,16 +96,9 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // existing rule must go first; everything else keeps add-before-delete.
   const early = ruleDels.filter((d) => d.kind === 'rule' && ruleAdds.some((a) => a.kind === 'rule' && kernelSameRule(a.rule, d.rule)));
   const late = ruleDels.filter((d) => !early.includes(d));
-  // nftables: the table is replaced whole when its content hash differs; it starts marking
-  // before the rules that route marks exist (marked packets then still route via main) and
-  // stops after they are gone.
-  const nftPut: Op[] = [];
-  const nftDel: Op[] = [];
-  if (desired.nft && observed.nft && observed.nft.hash !== desired.nft.hash) {
-    nftPut.push({ op: 'replace', kind: 'nft', nft: desired.nft, wasHash: observed.nft.present ? observed.nft.hash ?? 'unknown' : undefined });
-  } else if (!desired.nft && observed.nft?.present) {
-    nftDel.push({ op: 'delete', kind: 'nft', wasHash: observed.nft.hash });
-  }
+  // nftables, per object: marking starts before the rules that route marks exist (marked
+  // packets then still route via main) and stops after they are gone.
+  const { put: nftPut, late: nftDel } = diffNft(desired.nft, observed.nft);
   const sysSet: Op[] = [];
   const sysRestore: Op[] = [];
   const wantSys = new Map((desired.sysctls ?? []).map((x) => [x.path, x.value]));

@@ -5,7 +5,7 @@
 import type { Family } from '../model/prefix.js';
 import type { RouteSpec } from '../model/route.js';
 import type { RuleSpec } from '../model/rule.js';
-import type { NftDesired } from '../compile/nftScript.js';
+import type { NftChain, NftRule, NftSet } from '../model/nft.js';
 
 export type Op =
   | { op: 'add'; kind: 'rule'; rule: RuleSpec; profile?: string }
@@ -13,9 +13,14 @@ export type Op =
   | { op: 'delete'; kind: 'rule'; rule: RuleSpec; profile?: string; mustExist?: boolean }
   | { op: 'add' | 'replace'; kind: 'route'; route: RouteSpec; was?: RouteSpec; profile?: string }
   | { op: 'delete'; kind: 'route'; route: RouteSpec; profile?: string }
-  /** fwmark mode: the whole `inet wgsplit` nftables table, replaced or deleted atomically */
-  | { op: 'replace'; kind: 'nft'; nft: NftDesired; wasHash?: string; profile?: string }
-  | { op: 'delete'; kind: 'nft'; wasHash?: string; profile?: string }
+  /** wgsplit's nftables table, per object (model/nft.ts, plan/nftDiff.ts) */
+  | { op: 'add' | 'delete'; kind: 'nft-table'; profile?: string }
+  | { op: 'add' | 'replace' | 'delete'; kind: 'nft-chain'; chain: NftChain; was?: NftChain; profile?: string }
+  | { op: 'add' | 'replace' | 'delete'; kind: 'nft-set'; set: NftSet; was?: NftSet; profile?: string }
+  | { op: 'add' | 'delete'; kind: 'nft-element'; set: string; element: string; profile?: string }
+  /** before: the handle of the rule to insert in front of (none: append to the chain) */
+  | { op: 'add'; kind: 'nft-rule'; rule: NftRule; before?: number; profile?: string }
+  | { op: 'delete'; kind: 'nft-rule'; chain: string; handle: number; comment?: string; profile?: string }
   /** a sysctl under /proc/sys: set (replace) for fwmark mode, or restored (delete) to `value` */
   | { op: 'replace' | 'delete'; kind: 'sysctl'; path: string; value: number; was?: number; profile?: string };
 
@@ -23,9 +28,13 @@ export interface Plan {
   ops: Op[];
 }
 
-/** The family of a rule or route operation; undefined for the nft table (both families). */
+/** The family of a rule or route operation; undefined for nft objects (the table is inet). */
 export function opFamily(o: Op): Family | undefined {
   return o.kind === 'rule' ? o.rule.family : o.kind === 'route' ? o.route.family : o.kind === 'sysctl' ? 4 : undefined;
+}
+
+export function isNftOp(o: Op): o is Extract<Op, { kind: `nft-${string}` }> {
+  return o.kind.startsWith('nft-');
 }
 
 export function opTable(o: Op): number | undefined {

@@ -5,7 +5,8 @@
 import { PROTOCOL_NAME, ROUTE_METRIC } from '../model/constants.js';
 import type { RouteSpec } from '../model/route.js';
 import { ruleSelectorText, type RuleSpec } from '../model/rule.js';
-import { opFamily, opTable, type Op, type Plan } from './plan.js';
+import { isNftOp, opFamily, opTable, type Op, type Plan } from './plan.js';
+import { chainDeclaration, parseRuleComment, setDeclaration } from '../model/nft.js';
 
 export function routeText(r: RouteSpec): string {
   const dst = r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst;
@@ -27,10 +28,17 @@ export function ruleText(r: RuleSpec): string {
 export function opText(o: Op): string {
   if (o.kind === 'rule') return `rule ${ruleText(o.rule)}`;
   if (o.kind === 'sysctl') return `sysctl ${o.path.replace(/\//g, '.')} = ${o.value}${o.was !== undefined ? ` (was ${o.was})` : ''}${o.op === 'delete' ? ' (restored)' : ''}`;
-  if (o.kind === 'nft') {
-    return o.op === 'delete'
-      ? `nft table inet wgsplit${o.wasHash ? ` (${o.wasHash})` : ''}`
-      : `nft table inet wgsplit (${o.nft.elements} set element${o.nft.elements === 1 ? '' : 's'}, ${o.nft.hash}${o.wasHash ? `, was ${o.wasHash}` : ''})`;
+  if (o.kind === 'nft-table') return 'nft table inet wgsplit';
+  if (o.kind === 'nft-chain') {
+    const d = chainDeclaration(o.chain);
+    return `nft chain ${o.chain.name}${d ? ` { ${d} }` : ''}${o.was ? `   (was: ${chainDeclaration(o.was) || 'a regular chain'})` : ''}`;
+  }
+  if (o.kind === 'nft-set') return `nft set ${o.set.name} { ${setDeclaration(o.set)} }${o.was ? `   (was: ${setDeclaration(o.was)})` : ''}${o.set.external ? ' (elements filled by others)' : ''}`;
+  if (o.kind === 'nft-element') return `element ${o.element} (set ${o.set})`;
+  if (o.kind === 'nft-rule') {
+    if (o.op === 'add') return `nft rule ${o.rule.chain} ${o.rule.expr} [${o.rule.key}]`;
+    const id = parseRuleComment(o.comment);
+    return `nft rule ${o.chain} handle ${o.handle} ${id ? `[${id.key}]` : o.comment !== undefined ? `(comment "${o.comment}", not wgsplit's)` : '(no comment: not written by wgsplit)'}`;
   }
   return `route ${routeText(o.route)}`;
 }
@@ -53,8 +61,11 @@ export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
   for (const o of plan.ops) {
     const fam = opFamily(o);
     const table = opTable(o);
-    const head =
-      o.kind === 'nft' ? 'nftables (fwmark mode):' : o.kind === 'sysctl' ? 'sysctl (fwmark mode):' : `${o.profile ? `profile ${o.profile}` : `no profile (table ${table})`}, IPv${fam}:`;
+    const head = isNftOp(o)
+      ? `${o.profile && o.profile !== 'wgsplit' ? `profile ${o.profile}` : 'wgsplit'}, nftables:`
+      : o.kind === 'sysctl'
+        ? 'sysctl (fwmark mode):'
+        : `${o.profile ? `profile ${o.profile}` : `no profile (table ${table})`}, IPv${fam}:`;
     (groups.get(head) ?? groups.set(head, []).get(head)!).push(o);
   }
   const limit = opts.full ? Infinity : opts.summariseAfter ?? 10;
@@ -64,12 +75,14 @@ export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
     const throwCount = new Map<string, number>();
     const hidden = new Map<string, number>();
     for (const o of ops) {
-      const isThrow = o.kind === 'route' && o.route.type === 'throw';
-      if (isThrow) {
-        const n = (throwCount.get(o.op) ?? 0) + 1;
-        throwCount.set(o.op, n);
+      // Long runs of throw routes and set elements are counted, not listed.
+      const bulk = o.kind === 'route' && o.route.type === 'throw' ? 'throw route' : o.kind === 'nft-element' ? 'set element' : undefined;
+      if (bulk) {
+        const k = `${o.op} ${bulk}`;
+        const n = (throwCount.get(k) ?? 0) + 1;
+        throwCount.set(k, n);
         if (n > limit) {
-          hidden.set(o.op, (hidden.get(o.op) ?? 0) + 1);
+          hidden.set(k, (hidden.get(k) ?? 0) + 1);
           continue;
         }
       }
@@ -77,8 +90,9 @@ export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
       if (o.op === 'replace' && o.kind === 'route' && o.was) line += `   (was: ${routeText(o.was)})`;
       lines.push(opts.colour ? `${COLOUR[o.op]}${line}\x1b[0m` : line);
     }
-    for (const [op, n] of hidden) {
-      const line = `  ${SIGN[op as Op['op']]} ... and ${n} more throw route${n > 1 ? 's' : ''} (--full to list)`;
+    for (const [k, n] of hidden) {
+      const [op, ...what] = k.split(' ');
+      const line = `  ${SIGN[op as Op['op']]} ... and ${n} more ${what.join(' ')}${n > 1 ? 's' : ''} (--full to list)`;
       lines.push(opts.colour ? `${COLOUR[op as Op['op']]}${line}\x1b[0m` : line);
     }
   }
@@ -97,7 +111,7 @@ export function summary(plan: Plan): { add: number; replace: number; delete: num
  * rules only work in a separate `ip -6 -batch` (see export).
  */
 export function ipBatchLine(o: Op): string {
-  if (o.kind === 'nft') return `# nft table inet wgsplit: see export --format nft`;
+  if (isNftOp(o)) return `# nft: ${opText(o)} (see export --format nft)`;
   if (o.kind === 'sysctl') return `# sysctl -w ${o.path.replace(/\//g, '.')}=${o.value}`;
   if (o.kind === 'rule') {
     const r = o.rule;

@@ -53,30 +53,19 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
   };
 }
 
-/**
- * fwmark units reused from the cache carry no nft fragment, so the table cannot be rendered
- * from them: it is in sync when the kernel's table still carries the hash of the last
- * apply (then the script is not needed), else the caller compiles everything again.
- */
-export function cachedNft(desired: Desired, owned: OwnedTables, observed: Observed): 'none' | 'in-sync' | 'recompile' {
-  if (!desired.units.some((u) => u.cached && u.mode === 'fwmark')) return 'none';
-  const n = owned.nftApplied;
-  if (n && observed.nft?.present && observed.nft.hash === n.hash) {
-    desired.nft = { script: '', hash: n.hash, elements: n.elements };
-    return 'in-sync';
-  }
-  return 'recompile';
-}
-
 /** After a successful apply: remember what each cleanly compiled profile wanted. */
 export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): void {
   const plans = (owned.plans ??= {});
-  if (desired.nft && desired.nft.script) owned.nftApplied = { hash: desired.nft.hash, elements: desired.nft.elements };
-  else if (!desired.nft) delete owned.nftApplied;
   const byProfile = new Map<Profile, Unit[]>();
   for (const u of desired.units) (byProfile.get(u.profile) ?? byProfile.set(u.profile, []).get(u.profile)!).push(u);
   for (const [p, units] of byProfile) {
     if (units.some((u) => u.cached)) continue; // still valid as stored
+    // Units with nftables objects are always compiled: the nft diff needs their objects, and
+    // their elements are compared with the kernel's every time (cheap next to nft itself).
+    if (units.some((u) => u.nft)) {
+      delete plans[p.name];
+      continue;
+    }
     const key = planKey(p, f);
     const clean = units.every((u) => u.status === 'active' || u.status === 'down');
     const mentioned = [...desired.errors, ...desired.warnings].some((m) => m.includes(`profile ${p.name}`));

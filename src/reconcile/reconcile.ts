@@ -2,19 +2,19 @@
  * observe -> compile -> plan -> apply -> read back. Written against KernelPort and
  * StateStore so it runs unchanged on the real kernel and on the fake.
  */
-import { compile } from '../compile/compile.js';
+import { compile, mayNeedNft } from '../compile/compile.js';
 import type { Desired } from '../compile/desired.js';
 import { facts as makeFacts, type Facts, type InterfaceFacts } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import type { KernelPort, ObservedKernel } from '../kernel/port.js';
 import { diff, kernelSameRule } from '../plan/diff.js';
-import type { Plan } from '../plan/plan.js';
+import { isNftOp, type Plan } from '../plan/plan.js';
 import type { RouteSpec } from '../model/route.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
-import { cachedNft, rememberPlans, reuser } from './planCache.js';
+import { rememberPlans, reuser } from './planCache.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -36,7 +36,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   const owned = state.load();
   const ruleSelectors = await selectorsFor(kernel, state, owned, profiles);
-  const mayUseNft = profiles.some((p) => p.mode === 'fwmark' || (p.mode === 'auto' && !ruleSelectors.supported));
+  const mayUseNft = profiles.some((p) => mayNeedNft(p, ruleSelectors));
   const observed = await kernel.observe({ nft: mayUseNft || !!owned.nft });
   const stopped = new Set(owned.stopped ?? []);
   const remembered = new Map(Object.entries(owned.interfaces ?? {}).map(([name, r]) => [name, { name, exists: true, up: true, ...r }] as [string, InterfaceFacts]));
@@ -48,10 +48,9 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const changedSysctls = owned.sysctls ?? {};
   const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
   const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls });
-  let desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
-  if (cachedNft(desired, owned, observed) === 'recompile') desired = compile(selected, allFacts);
-  // The nftables table is one for all fwmark profiles: `up wg1` must not drop wg0's part.
-  if (cmd.kind !== 'apply' && mayUseNft) {
+  const desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
+  // The nftables table is one for all profiles: `up wg1` must not drop wg0's part.
+  if (cmd.kind !== 'apply' && mayUseNft && profiles.length > selected.length) {
     const others = profiles.filter((p) => !selected.includes(p));
     const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
     for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
@@ -148,7 +147,7 @@ export async function applyCommand(
   // was acknowledged, and at 100k routes a second dump doubled the apply time; the next
   // diff, status or watcher pass sees any route drift anyway.
   const after = await kernel.observe({ nft: c.observed.nft !== undefined, routes: false });
-  const residue = { ops: diff(c.desired, { ...after, routes: c.observed.routes }, c.scope).ops.filter((o) => o.kind === 'rule' || o.kind === 'nft') };
+  const residue = { ops: diff(c.desired, { ...after, routes: c.observed.routes }, c.scope).ops.filter((o) => o.kind === 'rule' || isNftOp(o)) };
   if (residue.ops.length) {
     const stray = residue.ops.filter((o) => o.kind === 'rule' && o.op === 'delete');
     if (stray.length) await kernel.apply({ ops: stray });

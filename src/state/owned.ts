@@ -42,8 +42,6 @@ export interface OwnedTables {
    * what that compile wanted. When both still hold, the profile is not compiled again.
    */
   plans?: Record<string, CachedPlan>;
-  /** hash and size of the nft table the last apply wanted (fwmark units from the plan cache) */
-  nftApplied?: { hash: string; elements: number };
   /** rule-selector probe result, valid for one boot of one kernel */
   probe?: { key: string; supported: boolean; missing: string[] };
 }
@@ -79,7 +77,7 @@ export class FileStateStore implements StateStore {
   load(): OwnedTables {
     try {
       const s = JSON.parse(readFileSync(this.path, 'utf8')) as OwnedTables;
-      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {}, plans: s.plans ?? {}, nftApplied: s.nftApplied };
+      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {}, plans: s.plans ?? {} };
     } catch {
       return { tables: {} };
     }

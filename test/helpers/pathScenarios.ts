@@ -279,7 +279,7 @@ ${opts.modeLine}
     } else {
       const set = await sb.exec('host', [NFT, 'list', 'set', 'inet', 'wgsplit', 'example_v4_exclude']);
       t.regex(set.stdout, /\b20\.0\.2\.1\b/, set.stdout);
-      t.regex((await sb.exec('host', [NFT, 'list', 'chain', 'inet', 'wgsplit', 'divert'])).stdout, /meta l4proto udp /);
+      t.regex((await sb.exec('host', [NFT, 'list', 'chain', 'inet', 'wgsplit', 'output'])).stdout, /meta l4proto udp /);
     }
 
     // Real datagrams through the tunnel come back from the VPN's public address. If the

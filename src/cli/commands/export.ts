@@ -6,7 +6,8 @@
  */
 import type { Family } from '../../model/prefix.js';
 import { diff } from '../../plan/diff.js';
-import { opFamily } from '../../plan/plan.js';
+import { isNftOp, opFamily } from '../../plan/plan.js';
+import { renderNftScript } from '../../model/nft.js';
 import { ipBatchLine } from '../../plan/render.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
@@ -20,14 +21,14 @@ export async function exportCommand(ctx: Context): Promise<number> {
     const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' }, { noCache: true });
     for (const e of c.desired.errors) ctx.err(`wgsplit: warning: ${e}\n`);
     for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
-    const ops = diff(c.desired, { rules: [], routes: [], nft: { present: false }, sysctls: {} }, new Set()).ops;
+    const ops = diff(c.desired, { rules: [], routes: [], nft: { present: false, chains: [], sets: [], rules: [] }, sysctls: {} }, new Set()).ops;
     if (ctx.args.format === 'json') {
-      ctx.out(JSON.stringify({ configDir: dir, ops, nft: c.desired.nft?.script }, null, 1) + '\n');
+      ctx.out(JSON.stringify({ configDir: dir, ops, nft: c.desired.nft ?? null }, null, 1) + '\n');
       return 0;
     }
     if (ctx.args.format === 'nft') {
-      if (!c.desired.nft) ctx.out('# no profile uses fwmark mode: wgsplit creates no nftables state\n');
-      else ctx.out(`# wgsplit fwmark state; load with: nft -f FILE\n${c.desired.nft.script}`);
+      if (!c.desired.nft) ctx.out('# no profile has nftables parts: wgsplit creates no nftables state\n');
+      else ctx.out(`# wgsplit's nftables table; load with: nft -f FILE\n${renderNftScript(c.desired.nft)}`);
       return 0;
     }
     const family: Family = ctx.args.family ?? 4;
@@ -38,8 +39,8 @@ export async function exportCommand(ctx: Context): Promise<number> {
     ];
     if (ops.some((o) => opFamily(o) === other && o.kind !== 'sysctl')) lines.push(`# IPv${other} has state too: wgsplit export --family ${other} | ip${other === 6 ? ' -6' : ''} -batch -`);
     for (const o of ops) {
-      if (o.kind === 'nft') {
-        lines.push('# fwmark mode also needs its nftables table: wgsplit export --format nft | nft -f -');
+      if (isNftOp(o)) {
+        if (o.kind === 'nft-table') lines.push('# the profiles also need nftables objects: wgsplit export --format nft | nft -f -');
         continue;
       }
       if (o.kind === 'sysctl') {

@@ -2,7 +2,8 @@
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import { routeSlot } from '../../model/route.js';
-import { opFamily, opTable } from '../../plan/plan.js';
+import { isNftOp, opFamily, opTable, type Op } from '../../plan/plan.js';
+import type { Unit } from '../../compile/desired.js';
 import type { Context } from '../context.js';
 import { networkdNeedsDropIn } from '../../daemon/culprit.js';
 
@@ -23,7 +24,7 @@ export async function status(ctx: Context): Promise<number> {
         families: units.map((u) => {
           const installedRules = c.observed.rules.filter((r) => r.family === u.family && r.table === p.table).length;
           const installedRoutes = c.observed.routes.filter((r) => r.family === u.family && r.table === p.table).length;
-          const drift = c.plan.ops.filter((o) => (o.kind === 'nft' ? u.mode === 'fwmark' : opFamily(o) === u.family && opTable(o) === p.table));
+          const drift = c.plan.ops.filter((o) => !isNftOp(o) && opFamily(o) === u.family && opTable(o) === p.table);
           return {
             family: `ipv${u.family}`,
             mode: u.mode,
@@ -35,6 +36,7 @@ export async function status(ctx: Context): Promise<number> {
             notes: u.notes,
           };
         }),
+        nft: nftPart(p.name, units, c.plan.ops),
       };
     });
     const orphans = c.plan.ops.filter((o) => o.op === 'delete' && !o.profile).length;
@@ -67,11 +69,14 @@ export async function status(ctx: Context): Promise<number> {
         ctx.out(`  ${f.family} (${f.mode} mode): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
         for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked/.test(n)) ctx.out(`    ${n}\n`);
       }
+      if (p.nft) {
+        const n = p.nft;
+        const sync = n.drift === 0 ? 'in sync' : `DRIFT (${n.drift} difference${n.drift > 1 ? 's' : ''}; see wgsplit diff)`;
+        ctx.out(`  nftables (table inet wgsplit): ${n.rules.length} rule${n.rules.length === 1 ? '' : 's'} (${n.parts.join(', ')}), ${n.sets} set${n.sets === 1 ? '' : 's'} with ${n.elements} element${n.elements === 1 ? '' : 's'}, ${sync}\n`);
+      }
     }
-    if (c.desired.nft) {
-      const nftDrift = c.plan.ops.some((o) => o.kind === 'nft');
-      ctx.out(`nftables: table inet wgsplit, ${c.desired.nft.elements} set elements, ${nftDrift ? 'DRIFT (see wgsplit diff)' : 'in sync'}\n`);
-    }
+    const tableDrift = c.plan.ops.filter((o) => isNftOp(o) && (!o.profile || o.profile === 'wgsplit')).length;
+    if (tableDrift) ctx.out(`nftables: table inet wgsplit: DRIFT (${tableDrift} difference${tableDrift > 1 ? 's' : ''} in objects of no profile; see wgsplit diff)\n`);
     for (const e of c.desired.errors) ctx.out(`error: ${e}\n`);
     for (const h of hints) ctx.out(`hint: ${h}\n`);
     if (orphans) ctx.out(`${orphans} rule(s)/route(s) of wgsplit belong to no profile; \`wgsplit apply\` removes them\n`);
@@ -79,4 +84,18 @@ export async function status(ctx: Context): Promise<number> {
   } finally {
     kernel.close();
   }
+}
+
+/** A profile's parts in the nftables table: which rules (by what they do), sets, drift. */
+function nftPart(profile: string, units: Unit[], ops: Op[]) {
+  const objs = units.filter((u) => u.nft && (u.status === 'active' || u.status === 'down')).map((u) => u.nft!);
+  if (!objs.length) return undefined;
+  const rules = objs.flatMap((o) => o.rules.map((r) => r.key));
+  return {
+    rules,
+    parts: [...new Set(rules.map((k) => k.split('/').slice(2).join('/')))],
+    sets: objs.reduce((n, o) => n + o.sets.length, 0),
+    elements: objs.reduce((n, o) => n + o.sets.reduce((m, s) => m + s.elements.length, 0), 0),
+    drift: ops.filter((o) => isNftOp(o) && o.profile === profile).length,
+  };
 }
