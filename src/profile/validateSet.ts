@@ -7,6 +7,7 @@ import type { Problem } from '../errors.js';
 import type { Family } from '../model/prefix.js';
 import { locateValue, locate } from './locate.js';
 import type { Profile } from './types.js';
+import { usesMarks } from './marks.js';
 
 export function validateSet(profiles: Profile[], texts: Map<string, string>): Problem[] {
   const problems: Problem[] = [];
@@ -33,10 +34,10 @@ export function validateSet(profiles: Profile[], texts: Map<string, string>): Pr
       } else owner.set(v, p);
     }
   }
-  // Two fwmark-mode profiles must not share a mark (explicit fwmark mode only: auto picks
-  // fwmark at run time, and compile reports a clash then).
+  // Two marking profiles must not share a mark (explicit fwmark mode and nft features: auto
+  // picks fwmark at run time, and compile reports a clash then).
   const marks = new Map<number, Profile>();
-  for (const p of profiles.filter((x) => x.mode === 'fwmark')) {
+  for (const p of profiles.filter(usesMarks)) {
     const first = marks.get(p.fwmark);
     if (first) {
       const pos = where(p, /^\s*fwmark\s*=/m.test(texts.get(p.file) ?? '') ? 'fwmark' : 'mode');

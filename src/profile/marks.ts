@@ -1,0 +1,12 @@
+/**
+ * Which profiles put a mark on packets (fwmark mode, and every nftables feature that picks
+ * traffic rules cannot: forwarded clients, applications, domain sets). Such a profile is
+ * routed by `ip rule fwmark MARK/MASK lookup TABLE`, so its mark must be its own: two
+ * profiles with one mark would route each other's traffic. One place for the question, so
+ * validateSet (every profile at load) and compile (the fwmark rule) never disagree.
+ */
+import type { Profile } from './types.js';
+
+export function usesMarks(p: Profile): boolean {
+  return p.mode === 'fwmark';
+}
