@@ -27,8 +27,10 @@ function parseList(key: string, list: string[] | undefined, at: At): string[] | 
 export function parseApps(raw: { apps?: string[]; exclude_apps?: string[]; mode?: string }, at: At, atValue: (m: string, k: string) => void): Pick<Profile, 'apps' | 'excludeApps'> {
   const apps = parseList('apps', raw.apps, at);
   const excludeApps = parseList('exclude_apps', raw.exclude_apps, at);
-  (excludeApps ?? []).forEach((x, i) => {
-    if (apps?.includes(x)) at(`exclude_apps[${i}]: "${x}" is also in apps; a cgroup is either through the tunnel or not`, 'exclude_apps', i);
+  // Positions are those of the raw list (a refused entry is not in excludeApps).
+  (raw.exclude_apps ?? []).forEach((text, i) => {
+    const r = parseCgroupPath(text);
+    if (r.ok && apps?.includes(r.path)) at(`exclude_apps[${i}]: "${text}" is also in apps; a cgroup is either through the tunnel or not`, 'exclude_apps', i);
   });
   if ((apps || excludeApps) && raw.mode === 'rule') {
     atValue(`mode "rule" cannot match applications: ${apps ? 'apps' : 'exclude_apps'} is matched in nftables (socket cgroupv2); use mode "fwmark" or "auto"`, 'mode');
