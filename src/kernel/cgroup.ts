@@ -70,7 +70,7 @@ function cgroupId(dir: string): number | undefined {
 export function cgroupFacts(paths: string[]): CgroupFacts {
   const m = cgroup2();
   const ownBase = ownCgroupBase();
-  if (!m.mount) return { nftPrefix: '', ids: {}, ownBase, unavailable: 'cgroup v2 is not mounted (no cgroup2 line in /proc/self/mountinfo)' };
+  if (!m.mount) return { nftPrefix: '', ids: {}, ownBase, unavailable: 'cgroup v2 is not mounted (no cgroup2 line in /proc/self/mountinfo; under `ip netns exec`, which mounts a fresh /sys, use `nsenter --net=/run/netns/NAME` instead)' };
   if (m.nftPrefix === undefined) return { nftPrefix: '', ids: {}, ownBase, unavailable: `cgroup v2 is mounted at ${m.mount}, but nft resolves cgroup paths under /sys/fs/cgroup` };
   const ids: Record<string, number> = {};
   for (const p of paths) {

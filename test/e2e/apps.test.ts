@@ -109,6 +109,14 @@ test.serial('apps: a listed cgroup and its subtree go through the tunnel, an unl
   const ex2 = await run(dir, ['explain', ADDR.internet, '--proto', 'tcp', '--app', `/${ROOT}/unlisted`]);
   t.regex(ex2.stdout, /direct/);
   t.regex(ex2.stdout, /is not in apps/);
+  // --pid: a process in the listed subtree asks about itself (the shell execs wgsplit, so $$ is it).
+  const self = await sb.exec(
+    'host',
+    ['sh', '-c', 'exec "$@" --pid $$', 'sh', 'env', `WGSPLIT_STATE_DIR=${run.stateDir}`, `WGSPLIT_CGROUP_BASE=${OWN_BASE}`, process.execPath, CLI, '--config', dir, 'explain', ADDR.internet, '--proto', 'tcp'],
+    { cgroup: dirOf(`${ROOT}/listed/child`) },
+  );
+  t.is(self.exitCode, 0, self.stderr);
+  t.regex(self.stdout, /through the tunnel h11a0 \(profile torrent: marked 0x1000000/);
 
   const down = await run(dir, ['down', WG]);
   t.is(down.exitCode, 0, down.stderr);

@@ -109,9 +109,11 @@ test('two application profiles with the default fwmark are refused like two fwma
   const { validateSet } = await import('../../src/profile/validateSet.js');
   const a = profile('a', 'interface = "wg0"\ntable = 300\npriority = 10300\napps = []\n');
   const b = profile('b', 'interface = "wg0"\ntable = 301\npriority = 10301\nexclude_apps = ["game.scope"]\n');
-  const problems = validateSet([a, b], new Map([[a.file, ''], [b.file, '']]));
+  const textB = 'interface = "wg0"\ntable = 301\npriority = 10301\nexclude_apps = ["game.scope"]\n';
+  const problems = validateSet([a, b], new Map([[a.file, ''], [b.file, textB]]));
   t.is(problems.length, 1);
   t.regex(problems[0].message, /fwmark 0x1000000 is also used by profile "a"/);
+  t.deepEqual([problems[0].line, problems[0].col], [4, 16], 'at the exclude_apps value: that key makes it a marking profile');
 });
 
 // --- compile --------------------------------------------------------------------------------
@@ -179,6 +181,18 @@ test('no cgroup v2 matching here (old kernel, old nft): a clear error naming wha
   const d = compile([p, other], facts(factsMap(['wg0', WG0]), { cgroups: cg({}, { unavailable: 'socket cgroupv2 matching needs Linux 5.13 or later (this is 5.10.0)' }) }));
   t.deepEqual(d.errors, ['profile torrent: apps cannot be matched here: socket cgroupv2 matching needs Linux 5.13 or later (this is 5.10.0)']);
   t.deepEqual([...new Set(d.units.map((u) => u.profile.name))], ['tcp']);
+});
+
+test('reconcile: where cgroups cannot be matched, apply refuses (exit 2 class) and writes nothing', async (t) => {
+  const k = fakeHost();
+  k.cgroupsUnavailable = 'socket cgroupv2 matching needs nft 0.9.9 or later (this is nftables v0.9.8)';
+  const state = new MemoryStateStore();
+  const before = JSON.stringify([k.rules, k.routes, k.nft.dump()]);
+  const err = await t.throwsAsync(applyCommand(k, state, [profile('torrent', TORRENT)], { kind: 'apply' }));
+  t.is((err as { code?: string }).code, 'ENVIRONMENT');
+  t.regex(err!.message, /profile torrent: apps cannot be matched here: .*nft 0\.9\.9 or later/);
+  t.is(JSON.stringify([k.rules, k.routes, k.nft.dump()]), before);
+  t.deepEqual(k.log, []);
 });
 
 // --- explain --------------------------------------------------------------------------------
