@@ -239,3 +239,46 @@ test('reconcile: a cgroup appearing adds its rule; re-created with a new id swap
   await applyCommand(k, state, [p], { kind: 'down', iface: 'wg0' });
   t.is(k.nft.dump(), '');
 });
+
+// --- the CLI and the watcher's cgroup watch -------------------------------------------------
+
+test('exec arguments: PROFILE before "--", the command after it, its options are its own', async (t) => {
+  const { parseCli } = await import('../../src/cli/args.js');
+  const a = parseCli(['exec', 'torrent', '--user', 'bob', '--', 'curl', '-s', '--user', 'x:y', 'http://h/'], {}, false);
+  t.deepEqual(a.exec, { profile: 'torrent', user: 'bob', command: ['curl', '-s', '--user', 'x:y', 'http://h/'] });
+  t.deepEqual(parseCli(['-c', '/tmp/c', 'exec', 'p', '--', 'sh'], {}, false).exec, { profile: 'p', user: undefined, command: ['sh'] });
+  for (const bad of [['exec', 'p', 'sh'], ['exec', '--', 'sh'], ['exec', 'p', '--'], ['exec', 'p', 'q', '--', 'sh']]) t.throws(() => parseCli(bad, {}, false), { message: /usage: wgsplit exec/ }, bad.join(' '));
+  t.is(parseCli(['explain', '1.2.3.4', '--pid', '42'], {}, false).explain.pid, 42);
+  t.is(parseCli(['explain', '1.2.3.4', '--app', '/a/b'], {}, false).explain.app, '/a/b');
+});
+
+test('cgroup watch: sees a listed cgroup appear below a parent created later, and its removal; ignores siblings', async (t) => {
+  const { mkdtempSync, mkdirSync, rmdirSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { CgroupWatch } = await import('../../src/daemon/cgroupWatch.js');
+  const root = mkdtempSync(`${tmpdir()}/wgsplit-cgw-`);
+  const seen: string[] = [];
+  const w = new CgroupWatch((why) => seen.push(why), () => {});
+  const until = async (n: number) => {
+    for (let i = 0; i < 100 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  try {
+    w.set(root, ['a/b']);
+    t.is(w.size, 1, 'only the root exists: it is watched for "a"');
+    mkdirSync(`${root}/other`);
+    mkdirSync(`${root}/a`);
+    await until(1);
+    t.deepEqual(seen, ['cgroup a created or removed']);
+    t.is(w.size, 2, 'now a is watched for "b" too');
+    mkdirSync(`${root}/a/b`);
+    await until(2);
+    rmdirSync(`${root}/a/b`);
+    await until(3);
+    t.deepEqual(seen.slice(1), ['cgroup a/b created or removed', 'cgroup a/b created or removed']);
+    w.set(undefined, []);
+    t.is(w.size, 0);
+  } finally {
+    w.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
