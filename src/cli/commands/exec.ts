@@ -81,10 +81,11 @@ export async function execCommand(ctx: Context, env: NodeJS.ProcessEnv = process
     if (base !== DEFAULT_OWN_CGROUP_BASE) throw new WgsplitError('ENVIRONMENT', `WGSPLIT_CGROUP_BASE=${base} cannot be used where systemd runs (its slices live in ${DEFAULT_OWN_CGROUP_BASE})`);
     // Run this same command again inside a transient scope of the profile's slice.
     const self = fileURLToPath(new URL('../main.js', import.meta.url));
-    const argv = ['--scope', '--quiet', '--collect', `--slice=${cgroup.split('/').pop()}`, `--setenv=${INNER}=1`, '--', process.execPath, self, '--config', ctx.args.config, 'exec', p.name];
+    // A scope's command is run by systemd-run itself, with systemd-run's environment.
+    const argv = ['--scope', '--quiet', '--collect', `--slice=${cgroup.split('/').pop()}`, '--', process.execPath, self, '--config', ctx.args.config, 'exec', p.name];
     if (e.user !== undefined) argv.push('--user', e.user);
     argv.push('--', ...e.command);
-    return run('systemd-run', argv, env);
+    return run('systemd-run', argv, { ...env, [INNER]: '1' });
   }
   if (systemd) {
     const here = procCgroup('self');
