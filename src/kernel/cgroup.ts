@@ -114,3 +114,13 @@ export function procCgroup(pid: number | 'self'): string | undefined {
     return undefined;
   }
 }
+
+/** A process's effective uid (proc(5): the second field of the Uid: line of /proc/PID/status). */
+export function procEuid(pid: number): number | undefined {
+  try {
+    const m = /^Uid:\s+\d+\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
