@@ -12,7 +12,7 @@
  * WGSPLIT_CGROUP_BASE), and are removed afterwards. Needs root and cgroup v2.
  */
 import test from 'ava';
-import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ADDR, PORT, SANDBOX_DIR, createSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { CLI, configDir, removeConfigDir, snapshot, wgsplitRunner, writeProfile, type WgsplitRunner } from '../helpers/wgsplit.js';
@@ -251,5 +251,23 @@ test.serial('a cgroup path nft cannot use is a profile error with its position; 
   const r = await run(dir, ['up', WG]);
   t.is(r.exitCode, 2);
   t.regex(r.stderr, /torrent\.toml:5:\d+: apps\[1\]: "a\/\.\.\/b" is not a cgroup path/);
+  t.deepEqual(await snapshot(sb), before);
+});
+
+test.serial("the issue's contract profile as written (interface renamed): applies while its unit's cgroup does not exist, says it waits, and `wgsplit exec` through it works", async (t) => {
+  const before = await snapshot(sb);
+  const text = readFileSync(path.join(SANDBOX_DIR, '../../profiles/torrent-app.toml'), 'utf8').replace('"wg0"', `"${WG}"`);
+  writeProfile(dir, 'torrent', text);
+  const up = await run(dir, ['up', WG]);
+  t.is(up.exitCode, 0, up.stderr);
+  t.regex(up.stderr, /waiting for cgroup system\.slice\/transmission-daemon\.service/);
+  const d = await run(dir, ['diff']);
+  t.is(d.exitCode, 0, d.stdout + d.stderr);
+  const probe = [process.execPath, path.join(SANDBOX_DIR, 'probe.mjs'), 'tcp', ADDR.internet, String(PORT.http)];
+  const viaExec = await run(dir, ['exec', 'torrent', '--user', 'nobody', '--', ...probe]);
+  t.is(viaExec.exitCode, 0, viaExec.stderr);
+  t.is(viaExec.stdout.trim(), ADDR.vpnPublic);
+  t.is(await from(`${ROOT}/unlisted`), ADDR.routerWan);
+  t.is((await run(dir, ['down', WG])).exitCode, 0);
   t.deepEqual(await snapshot(sb), before);
 });
