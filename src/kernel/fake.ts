@@ -22,7 +22,7 @@
  * Every executed operation is appended to `log` as `<op> <opText>`; `dump()` is the sorted
  * text of every rule and route, for golden comparisons.
  */
-import type { InterfaceFacts } from '../compile/facts.js';
+import type { CgroupFacts, InterfaceFacts } from '../compile/facts.js';
 import { absentInterface } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
@@ -121,6 +121,18 @@ export class FakeKernel implements KernelPort {
   readonly nft = new FakeNft();
   /** sysctls by path under /proc/sys */
   sysctls = new Map<string, number>();
+
+  /** cgroup v2 as the fake's machine has it: ids of existing cgroups, hybrid layout by default */
+  cgroupIds = new Map<string, number>();
+  cgroupPrefix = 'unified/';
+  cgroupOwnBase = 'wgsplit.slice';
+  cgroupsUnavailable?: string;
+
+  async cgroups(paths: string[]): Promise<CgroupFacts> {
+    const ids: Record<string, number> = {};
+    for (const p of paths) if (this.cgroupIds.has(p)) ids[p] = this.cgroupIds.get(p)!;
+    return { nftPrefix: this.cgroupPrefix, ids, ownBase: this.cgroupOwnBase, ...(this.cgroupsUnavailable && { unavailable: this.cgroupsUnavailable }) };
+  }
 
   async readSysctls(paths: string[]): Promise<Record<string, number>> {
     const out: Record<string, number> = {};

@@ -18,6 +18,8 @@ import { probeRuleSelectors } from './probe.js';
 import type { LookupQuery, LookupResult } from './lookup.js';
 import type { KernelPort, ObservedKernel } from './port.js';
 import { wgEndpoints } from './wg.js';
+import { cgroupFacts } from './cgroup.js';
+import type { CgroupFacts } from '../compile/facts.js';
 
 const RTPROT_KERNEL = 2; // rtnetlink(7): route installed by the kernel (from an address)
 const RT_SCOPE_LINK = 253;
@@ -194,6 +196,10 @@ export class LinuxKernel implements KernelPort {
 
   lookup(q: LookupQuery): Promise<LookupResult> {
     return this.nl.getRoute(q);
+  }
+
+  async cgroups(paths: string[]): Promise<CgroupFacts> {
+    return cgroupFacts(paths);
   }
 
   probeRuleSelectors(): Promise<{ supported: boolean; missing: string[]; definitive: boolean }> {

@@ -5,6 +5,8 @@ import { parseAddress } from '../../model/prefix.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import type { Context } from '../context.js';
+import { parseCgroupPath } from '../../model/cgroup.js';
+import { procCgroup, procEuid } from '../../kernel/cgroup.js';
 
 export async function explainCommand(ctx: Context): Promise<number> {
   const dst = ctx.args.positionals[0];
@@ -12,7 +14,19 @@ export async function explainCommand(ctx: Context): Promise<number> {
   if (!a || dst.includes('/')) throw new WgsplitError('USAGE', `"${dst}" is not an IPv4 or IPv6 address (explain asks about one destination; no DNS lookups)`);
   const o = ctx.args.explain;
   if (o.from !== undefined && parseAddress(o.from)?.family !== a.family) throw new WgsplitError('USAGE', `--from ${o.from} is not an IPv${a.family} address`);
-  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid: o.uid, from: o.from };
+  let app: string | undefined;
+  let uid = o.uid;
+  if (o.pid !== undefined) {
+    app = procCgroup(o.pid);
+    if (app === undefined) throw new WgsplitError('USAGE', `--pid ${o.pid}: no such process, or it has no cgroup v2 (no "0::" line in /proc/${o.pid}/cgroup)`);
+    // Its sockets carry its effective uid (meta skuid, uidrange) unless --uid says otherwise.
+    uid ??= procEuid(o.pid);
+  } else if (o.app !== undefined) {
+    const r = parseCgroupPath(o.app);
+    if (!r.ok) throw new WgsplitError('USAGE', `--app: ${r.reason}`);
+    app = r.path;
+  }
+  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid, from: o.from, app };
   const { profiles } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
