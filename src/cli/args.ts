@@ -3,6 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
+import { USER_NAME } from '../profile/users.js';
 
 export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -22,7 +23,8 @@ export interface Args {
   logJson: boolean;
   cleanupOnExit: boolean;
   resyncSeconds: number;
-  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string };
+  /** `user`: --uid given as a name, resolved by the explain command (I/O) */
+  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; user?: string; from?: string };
   format: 'ip' | 'nft' | 'json';
   family?: 4 | 6;
 }
@@ -102,6 +104,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     if (!/^\d+$/.test(t) || Number(t) > max) throw new WgsplitError('USAGE', `--${k} takes a number 0-${max}, got "${t}"`);
     return Number(t);
   };
+  const uidText = v.uid as string | undefined;
+  const user = uidText !== undefined && !/^\d+$/.test(uidText) ? uidText : undefined;
+  if (user !== undefined && !USER_NAME.test(user)) throw new WgsplitError('USAGE', `--uid takes a uid 0-4294967295 or a user name, got "${user}"`);
   const proto = v.proto as string | undefined;
   if (proto !== undefined && !['tcp', 'udp', 'icmp'].includes(proto)) throw new WgsplitError('USAGE', `--proto must be tcp, udp or icmp (got "${proto}")`);
   if ((v.dport !== undefined || v.sport !== undefined) && proto !== 'tcp' && proto !== 'udp') throw new WgsplitError('USAGE', '--dport and --sport need --proto tcp or udp');
@@ -128,7 +133,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     logJson: !!v['log-json'],
     cleanupOnExit: !!v['cleanup-on-exit'],
     resyncSeconds: Number(resyncText),
-    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined },
+    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: user === undefined ? num('uid', 4294967295) : undefined, user, from: v.from as string | undefined },
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
   };

@@ -95,6 +95,16 @@ export class FakeKernel implements KernelPort {
     return this;
   }
 
+  /**
+   * When the namespace's loopback came up (see KernelPort.loopbackBirth); a test "re-creates
+   * the namespace" by changing it, or models a loopback that never came up with undefined.
+   */
+  loBirth: number | undefined = 4242;
+
+  async loopbackBirth(): Promise<number | undefined> {
+    return this.loBirth;
+  }
+
   /** Clear the op log (e.g. between a first and a second apply). */
   clearLog(): void {
     this.log.length = 0;

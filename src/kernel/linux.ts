@@ -59,6 +59,16 @@ export class LinuxKernel implements KernelPort {
     return out;
   }
 
+  /**
+   * When this namespace's loopback got its IPv4 address (127.0.0.1, added when lo first
+   * comes up and kept while lo goes down and up again), in 1/100 s since boot; undefined
+   * while lo has never been up. lo is ifindex 1 in every network namespace.
+   */
+  async loopbackBirth(): Promise<number | undefined> {
+    const stamps = (await this.nl.addresses()).filter((a) => a.index === 1 && a.family === 4 && a.cstamp !== undefined).map((a) => a.cstamp as number);
+    return stamps.length ? Math.min(...stamps) : undefined;
+  }
+
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await observeNft();

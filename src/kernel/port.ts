@@ -24,6 +24,8 @@ export interface KernelPort {
   lookup?(q: LookupQuery): Promise<LookupResult>;
   /** add, read back and delete a rule that matches nothing: does the kernel keep every selector? */
   probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[]; definitive?: boolean }>;
+  /** when this network namespace's loopback first came up (1/100 s since boot), if it ever did: see state/owned.ts */
+  loopbackBirth?(): Promise<number | undefined>;
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

@@ -88,9 +88,15 @@ async function selectorsFor(kernel: KernelPort, state: StateStore, owned: OwnedT
     throw new WgsplitError('ENVIRONMENT', 'permission denied: wgsplit needs root (CAP_NET_ADMIN) to read and change policy routing');
   }
   if (r.definitive === false) return { supported: r.supported, missing: r.missing };
-  const fresh = state.load();
-  fresh.probe = { key, supported: r.supported, missing: r.missing };
-  state.save(fresh);
+  // Only a cache: a state directory that cannot be written must not fail `diff` or `status`
+  // (a write that matters fails in saveState, before anything is written to the kernel).
+  try {
+    const fresh = state.load();
+    fresh.probe = { key, supported: r.supported, missing: r.missing };
+    state.save(fresh);
+  } catch {
+    /* probed again next time */
+  }
   return { supported: r.supported, missing: r.missing };
 }
 
@@ -172,7 +178,12 @@ export async function applyCommand(
         `\n(rule selectors such as ipproto, dport and uidrange need Linux 4.17+)`,
     );
   }
-  saveState(state, c, cmd, 'after');
+  try {
+    saveState(state, c, cmd, 'after');
+  } catch (e) {
+    // The kernel was written: not "nothing changed" (exit 2), but a partial state (exit 3).
+    throw new WgsplitError('KERNEL', `the kernel was changed, but ${(e as Error).message}`, { cause: e });
+  }
   return { ...c, written: c.plan.ops.length };
 }
 
@@ -308,5 +319,8 @@ function saveState(state: StateStore, c: Computed, cmd: Command, when: 'before' 
   if (when === 'after' && cmd.kind === 'down') for (const k of Object.keys(owned.sysctls)) if (k.split('/')[3] === cmd.iface) delete owned.sysctls[k];
   if (when === 'before' && c.desired.nft) owned.nft = true;
   if (when === 'after' && !c.desired.nft) delete owned.nft;
-  if (JSON.stringify(owned) !== before) state.save(owned as OwnedTables);
+  // Before writing to the kernel the record is saved even when unchanged: a state directory
+  // that cannot be written (read-only /run, a bad WGSPLIT_STATE_DIR) must fail here, while
+  // the kernel is still untouched, not after the writes.
+  if (JSON.stringify(owned) !== before || (when === 'before' && c.plan.ops.length)) state.save(owned as OwnedTables);
 }

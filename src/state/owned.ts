@@ -3,11 +3,25 @@
  * PostDown (which runs after wg0 is deleted, when the kernel has already dropped every
  * route naming it) still finds the state of profiles deleted since they were applied.
  * Kept in /run (tmpfs, gone at reboot like the kernel state it describes), one file per
- * network namespace, keyed by the namespace's inode.
+ * network namespace, named by the namespace's inode.
+ *
+ * NOTE: the inode names the file but does not identify the namespace: the kernel hands a
+ * freed nsfs inode number to the next namespace it creates (proc_alloc_inum takes the lowest
+ * free number), so a container or test harness that deletes a namespace and creates another
+ * gets the same file. A record obeyed there would be wrong in every field (a "stopped"
+ * interface the watcher then never touches, an rp_filter value to restore that belonged to
+ * someone else). So each record also carries the namespace's identity (namespaceIdentity
+ * below), and NamespaceBoundStore drops, with a note, a record written under another one.
+ * The kernel's own never-reused id (SO_NETNS_COOKIE, Linux 5.14) needs getsockopt with an
+ * 8-byte buffer, which neither Node nor the `netlink` package offers; file times of the nsfs
+ * inode change whenever the kernel evicts and re-creates it (seen here), so they say nothing.
  */
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { z } from 'zod';
 import type { Endpoint } from '../compile/facts.js';
+import { WgsplitError } from '../errors.js';
+import { errnoText } from '../profile/readText.js';
 
 export interface RememberedInterface {
   addresses: { 4: string[]; 6: string[] };
@@ -46,7 +60,31 @@ export interface OwnedTables {
   nftApplied?: { hash: string; elements: number };
   /** rule-selector probe result, valid for one boot of one kernel */
   probe?: { key: string; supported: boolean; missing: string[] };
+  /** the network namespace instance this record was written in (namespaceIdentity) */
+  namespace?: string;
 }
+
+/**
+ * What a record must look like to be used at all. A state file is ours, but it lives in a
+ * directory root can edit and survives wgsplit upgrades: a hand-edited or truncated file
+ * must be a note and a fresh start, not a crash half-way through an apply.
+ */
+const familyLists = z.object({ 4: z.array(z.string()), 6: z.array(z.string()) });
+const recordSchema = z
+  .object({
+    tables: z.record(z.object({ interface: z.string(), profile: z.string() })).optional(),
+    interfaces: z
+      .record(z.object({ addresses: familyLists, endpoints: z.array(z.object({ family: z.union([z.literal(4), z.literal(6)]), address: z.string(), port: z.number() }).passthrough()) }))
+      .optional(),
+    stopped: z.array(z.string()).optional(),
+    nft: z.boolean().optional(),
+    sysctls: z.record(z.number()).optional(),
+    plans: z.record(z.object({ key: z.string(), units: z.array(z.object({}).passthrough()) }).passthrough()).optional(),
+    nftApplied: z.object({ hash: z.string(), elements: z.number() }).optional(),
+    probe: z.object({ key: z.string(), supported: z.boolean(), missing: z.array(z.string()) }).optional(),
+    namespace: z.string().optional(),
+  })
+  .passthrough();
 
 export interface StateStore {
   load(): OwnedTables;
@@ -74,23 +112,147 @@ export function lockFilePath(): string {
 }
 
 export class FileStateStore implements StateStore {
-  constructor(private readonly path = stateFilePath()) {}
+  private noted = false;
+  /** `note` hears about a record that cannot be used (not JSON, wrong shape), once. */
+  constructor(
+    readonly path = stateFilePath(),
+    private readonly note: (text: string) => void = () => {},
+  ) {}
 
   load(): OwnedTables {
+    let text: string;
     try {
-      const s = JSON.parse(readFileSync(this.path, 'utf8')) as OwnedTables;
-      return { tables: s.tables ?? {}, interfaces: s.interfaces ?? {}, stopped: s.stopped ?? [], nft: s.nft, probe: s.probe, sysctls: s.sysctls ?? {}, plans: s.plans ?? {}, nftApplied: s.nftApplied };
-    } catch {
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.once(`cannot read the state file ${this.path}: ${errnoText(e)}; starting from an empty record`);
       return { tables: {} };
     }
+    let s: OwnedTables;
+    try {
+      const parsed = recordSchema.safeParse(JSON.parse(text));
+      if (!parsed.success) {
+        const i = parsed.error.issues[0];
+        throw new Error(`${i.path.join('.') || 'the record'}: ${i.message}`);
+      }
+      s = parsed.data as OwnedTables;
+    } catch (e) {
+      this.once(`the state file ${this.path} is damaged (${(e as Error).message}); ignoring it and starting from an empty record (it is replaced at the next change)`);
+      return { tables: {} };
+    }
+    return {
+      tables: s.tables ?? {},
+      interfaces: s.interfaces ?? {},
+      stopped: s.stopped ?? [],
+      nft: s.nft,
+      probe: s.probe,
+      sysctls: s.sysctls ?? {},
+      plans: s.plans ?? {},
+      nftApplied: s.nftApplied,
+      namespace: s.namespace,
+    };
   }
 
   save(s: OwnedTables): void {
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o755 });
     const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(s, null, 1) + '\n', { mode: 0o644 });
-    renameSync(tmp, this.path); // atomic: a concurrent reader sees old or new, never half
+    try {
+      mkdirSync(dirname(this.path), { recursive: true, mode: 0o755 });
+      writeFileSync(tmp, JSON.stringify(s, null, 1) + '\n', { mode: 0o644 });
+      renameSync(tmp, this.path); // atomic: a concurrent reader sees old or new, never half
+    } catch (e) {
+      throw new WgsplitError(
+        'ENVIRONMENT',
+        `cannot write the state file ${this.path}: ${errnoText(e)}; wgsplit records there what it owns (set WGSPLIT_STATE_DIR to a writable directory)`,
+        { cause: e },
+      );
+    }
   }
+
+  private once(text: string): void {
+    if (this.noted) return;
+    this.noted = true;
+    this.note(text);
+  }
+}
+
+/** A record that says nothing about the kernel (a fresh file, or only the probe result). */
+function holdsNothing(s: OwnedTables): boolean {
+  return (
+    !Object.keys(s.tables ?? {}).length &&
+    !Object.keys(s.interfaces ?? {}).length &&
+    !(s.stopped ?? []).length &&
+    !s.nft &&
+    !Object.keys(s.sysctls ?? {}).length &&
+    !Object.keys(s.plans ?? {}).length &&
+    !s.nftApplied
+  );
+}
+
+/**
+ * This network namespace, as one instance: the boot, the nsfs inode, and the moment its
+ * loopback got 127.0.0.1 (KernelPort.loopbackBirth). The kernel adds that address when lo
+ * first comes up and keeps it, with its creation stamp, while lo goes down and up; a new
+ * namespace that reuses the inode brings its own lo up later, so its stamp differs. The
+ * stamp has a resolution of 10 ms, far below the time it takes to run wgsplit, delete a
+ * namespace and create another. A namespace whose lo has never been up has no stamp:
+ * "lo none" then cannot be told apart from a later namespace in the same condition
+ * (wgsplit says so when it writes such a record: warnUnbindable).
+ */
+export function namespaceIdentity(loBirth: number | undefined): string {
+  let boot = 'unknown';
+  try {
+    boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    /* not Linux: tests */
+  }
+  return `boot ${boot} netns ${netnsId()} lo ${loBirth ?? 'none'}`;
+}
+
+/**
+ * A StateStore that only ever returns records written in this namespace instance: a record
+ * with another identity (or none: written before records carried one) is dropped with a
+ * note, never obeyed, and replaced at the next save. The rule-selector probe result is kept:
+ * it describes the kernel, which every namespace shares, and carries its own boot key.
+ */
+export class NamespaceBoundStore implements StateStore {
+  private noted = false;
+  constructor(
+    private readonly inner: StateStore,
+    readonly identity: string,
+    private readonly note: (text: string) => void,
+    private readonly where = 'the state record',
+  ) {}
+
+  load(): OwnedTables {
+    const s = this.inner.load();
+    if (s.namespace === this.identity || holdsNothing(s)) return s;
+    if (!this.noted) {
+      this.noted = true;
+      this.note(
+        `${this.where} was written in another network namespace that had this one's inode number (it says "${s.namespace ?? 'nothing'}", this is "${this.identity}"): dropped, not applied here`,
+      );
+    }
+    return { tables: {}, probe: s.probe };
+  }
+
+  save(s: OwnedTables): void {
+    this.inner.save({ ...s, namespace: this.identity });
+    if (!this.warnedUnbindable && this.identity.endsWith(' lo none') && !holdsNothing(s)) {
+      // warnUnbindable: say it once, where the user can act on it.
+      this.warnedUnbindable = true;
+      this.note(
+        "this network namespace's loopback has never been up, so wgsplit cannot tell it from a later namespace that reuses its inode number; bring it up (ip link set lo up) so its state record stays bound to it",
+      );
+    }
+  }
+  private warnedUnbindable = false;
+}
+
+/** The store a command uses: the file for this namespace, bound to this namespace instance. */
+export async function openState(kernel: { loopbackBirth?(): Promise<number | undefined> }, note: (text: string) => void, inner?: StateStore): Promise<StateStore> {
+  const file = inner ?? new FileStateStore(stateFilePath(), note);
+  const birth = kernel.loopbackBirth ? await kernel.loopbackBirth() : undefined;
+  const where = file instanceof FileStateStore ? `the state file ${file.path}` : 'the state record';
+  return new NamespaceBoundStore(file, namespaceIdentity(birth), note, where);
 }
 
 export class MemoryStateStore implements StateStore {

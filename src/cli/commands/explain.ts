@@ -4,6 +4,7 @@ import { explain, ipprotoOf, markFor, tableName, type ExplainQuery } from '../..
 import { parseAddress } from '../../model/prefix.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
+import { getentUser } from '../../profile/users.js';
 import type { Context } from '../context.js';
 
 export async function explainCommand(ctx: Context): Promise<number> {
@@ -12,12 +13,19 @@ export async function explainCommand(ctx: Context): Promise<number> {
   if (!a || dst.includes('/')) throw new WgsplitError('USAGE', `"${dst}" is not an IPv4 or IPv6 address (explain asks about one destination; no DNS lookups)`);
   const o = ctx.args.explain;
   if (o.from !== undefined && parseAddress(o.from)?.family !== a.family) throw new WgsplitError('USAGE', `--from ${o.from} is not an IPv${a.family} address`);
-  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid: o.uid, from: o.from };
+  let uid = o.uid;
+  if (o.user !== undefined) {
+    const u = getentUser(o.user);
+    if (u === undefined) throw new WgsplitError('USAGE', `--uid ${o.user}: unknown user (getent passwd ${o.user} finds no such user)`);
+    if ('error' in u) throw new WgsplitError('ENVIRONMENT', `--uid ${o.user}: cannot look up the user: ${u.error}`);
+    uid = u.uid;
+  }
+  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid, from: o.from };
   const { profiles } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
     if (!kernel.lookup) throw new WgsplitError('ENVIRONMENT', 'this kernel port cannot look up routes');
-    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
+    const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
     const marked = markFor(c.desired.units, q, c.allFacts);
     const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, mark: marked?.profile.fwmark });
     const e = explain(q, c.desired.units, c.allFacts, result, marked);

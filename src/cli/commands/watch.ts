@@ -9,11 +9,12 @@ export async function watchCommand(ctx: Context): Promise<number> {
   // Refuse to start on a broken config: a daemon that starts with nothing would remove state.
   loadProfileDir(ctx.args.config);
   const log = new Logger({ level: ctx.args.logLevel, json: ctx.args.logJson, journald: !!process.env.JOURNAL_STREAM, write: (l) => ctx.err(l) });
+  const kernel = await ctx.kernel();
   const watcher = new Watcher({
     configDir: ctx.args.config,
     log,
-    kernel: await ctx.kernel(),
-    state: ctx.state(),
+    kernel,
+    state: await ctx.state(kernel, (m) => log.warn(m)),
     lockPath: ctx.lockPath ?? lockFilePath(),
     cleanupOnExit: ctx.args.cleanupOnExit,
     resyncMs: ctx.args.resyncSeconds * 1000,
