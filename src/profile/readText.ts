@@ -59,7 +59,7 @@ export function readRegularFile(path: string, limit = MAX_FILE_BYTES): ReadResul
   try {
     const stats = fstatSync(fd);
     if (!stats.isFile()) return { ok: false, reason: `is ${kind(stats)}, not a regular file` };
-    if (stats.size > limit) return { ok: false, reason: `is ${mib(stats.size)}, more than the ${mib(limit)} a profile or list file may have` };
+    if (stats.size > limit) return { ok: false, reason: `is ${stats.size} bytes, more than the ${mib(limit)} (${limit} bytes) a profile or list file may have` };
     const buf = Buffer.allocUnsafe(Math.min(Math.max(stats.size, 64 * 1024), limit) + 1);
     let total = 0;
     let chunk = buf;
