@@ -26,6 +26,8 @@ export interface KernelPort {
   probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[]; definitive?: boolean }>;
   /** when this network namespace's loopback first came up (1/100 s since boot), if it ever did: see state/owned.ts */
   loopbackBirth?(): Promise<number | undefined>;
+  /** what the adapter could not find out (e.g. WireGuard endpoints without `wg`) */
+  readonly notes?: string[];
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

@@ -15,6 +15,7 @@ import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
 import { cachedNft, rememberPlans, reuser } from './planCache.js';
+import { WG_MISSING } from '../kernel/wg.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -33,6 +34,16 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const ifaceFacts = await kernel.interfaceFacts(selected.map((p) => p.interface));
   if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface])).get(cmd.iface))?.exists) {
     throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (wg-quick runs PostUp after creating it; check the name)`);
+  }
+  // Without `wg` the endpoints are unknown, so a profile that can match UDP would send the
+  // tunnel's own encrypted packets into the tunnel (a loop): refuse before writing anything.
+  if (cmd.kind !== 'down' && kernel.notes?.includes(WG_MISSING)) {
+    const udp = selected.filter((p) => ifaceFacts.get(p.interface)?.exists && (p.protocols === undefined || p.protocols.includes('udp')));
+    if (udp.length)
+      throw new WgsplitError(
+        'ENVIRONMENT',
+        `wg (wireguard-tools) is not installed, so the WireGuard endpoints of ${[...new Set(udp.map((p) => p.interface))].join(', ')} are unknown; profile ${udp.map((p) => p.name).join(', ')} can match UDP and would send the tunnel's own packets into the tunnel: install wireguard-tools (apt-get install wireguard-tools)`,
+      );
   }
   const owned = state.load();
   const ruleSelectors = await selectorsFor(kernel, state, owned, profiles);
