@@ -4,7 +4,7 @@
  * record lives in memory (or in a file a test names) and is bound to the namespace exactly
  * as the real command binds it (state/owned.ts openState).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { run } from '../../src/cli/main.js';
@@ -19,6 +19,7 @@ export interface CliResult {
 
 const LOCKS = mkdtempSync(path.join(tmpdir(), 'wgsplit-unit-locks-'));
 let lockNo = 0;
+process.on('exit', () => rmSync(LOCKS, { recursive: true, force: true }));
 
 export async function cli(argv: string[], o: { kernel: FakeKernel; state?: StateStore; env?: NodeJS.ProcessEnv; lockPath?: string }): Promise<CliResult> {
   let out = '';
