@@ -105,6 +105,16 @@ export class FakeKernel implements KernelPort {
     return this.loBirth;
   }
 
+  /** net.ipv4.conf.lo.tag of the fake namespace (0 in a new one); undefined: cannot be set */
+  loTag: number | undefined = 0;
+  readonly namespaceTag = {
+    read: () => this.loTag,
+    write: (v: number) => {
+      if (this.loTag === undefined) throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+      this.loTag = v;
+    },
+  };
+
   /** Clear the op log (e.g. between a first and a second apply). */
   clearLog(): void {
     this.log.length = 0;

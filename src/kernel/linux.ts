@@ -3,6 +3,7 @@
  * endpoints. Only state carrying our protocol tag is reported as ours.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loTag } from './nsTag.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
 import type { InterfaceFacts } from '../compile/facts.js';
@@ -29,6 +30,7 @@ export class LinuxKernel implements KernelPort {
   private ifindex = new Map<string, number>();
   private ifname = new Map<number, string>();
   readonly notes: string[] = [];
+  readonly namespaceTag = loTag;
 
   private async refreshLinks() {
     const links = await this.nl.links(true);

@@ -10,16 +10,20 @@
  * free number), so a container or test harness that deletes a namespace and creates another
  * gets the same file. A record obeyed there would be wrong in every field (a "stopped"
  * interface the watcher then never touches, an rp_filter value to restore that belonged to
- * someone else). So each record also carries the namespace's identity (namespaceIdentity
+ * someone else). So each record also carries the namespace's identity (see NamespaceFacts
  * below), and NamespaceBoundStore drops, with a note, a record written under another one.
+ * (Checking the record against the kernel is not enough: after `down` nothing of ours is
+ * left, and an empty namespace A looks exactly like a fresh namespace B.)
  * The kernel's own never-reused id (SO_NETNS_COOKIE, Linux 5.14) needs getsockopt with an
  * 8-byte buffer, which neither Node nor the `netlink` package offers; file times of the nsfs
  * inode change whenever the kernel evicts and re-creates it (seen here), so they say nothing.
  */
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { Endpoint } from '../compile/facts.js';
+import type { NamespaceTag } from '../kernel/port.js';
 import { WgsplitError } from '../errors.js';
 import { errnoText } from '../profile/readText.js';
 
@@ -60,7 +64,7 @@ export interface OwnedTables {
   nftApplied?: { hash: string; elements: number };
   /** rule-selector probe result, valid for one boot of one kernel */
   probe?: { key: string; supported: boolean; missing: string[] };
-  /** the network namespace instance this record was written in (namespaceIdentity) */
+  /** the network namespace instance this record was written in (NamespaceBoundStore) */
   namespace?: string;
 }
 
@@ -188,23 +192,35 @@ function holdsNothing(s: OwnedTables): boolean {
 }
 
 /**
- * This network namespace, as one instance: the boot, the nsfs inode, and the moment its
- * loopback got 127.0.0.1 (KernelPort.loopbackBirth). The kernel adds that address when lo
- * first comes up and keeps it, with its creation stamp, while lo goes down and up; a new
- * namespace that reuses the inode brings its own lo up later, so its stamp differs. The
- * stamp has a resolution of 10 ms, far below the time it takes to run wgsplit, delete a
- * namespace and create another. A namespace whose lo has never been up has no stamp:
- * "lo none" then cannot be told apart from a later namespace in the same condition
- * (wgsplit says so when it writes such a record: warnUnbindable).
+ * This network namespace, as one instance. The boot and the nsfs inode narrow it down; what
+ * tells two namespaces with the same inode apart is one of:
+ * - `lo N`: when the namespace's loopback got 127.0.0.1 (KernelPort.loopbackBirth), in
+ *   1/100 s since boot. The kernel adds that address when lo first comes up and keeps it,
+ *   with its creation stamp, while lo goes down and up; a later namespace reusing the inode
+ *   brings its own lo up later, so its stamp differs. 10 ms is far below the time it takes
+ *   to run wgsplit, delete a namespace and create another. Nothing is written for it.
+ * - `tag T`, only where lo has never been up (a bare `ip netns add`, as test harnesses
+ *   make them): a random number wgsplit writes to net.ipv4.conf.lo.tag, an IPv4 interface
+ *   setting the kernel never reads ("allows you to write a number, which can be used as
+ *   required", ip-sysctl.rst), per namespace and 0 in every new one. Written once, when
+ *   the first record with content is saved there, and left as it is.
+ * Without either (no lo address and no tag), the identity is `lo none`, and wgsplit says
+ * that it cannot bind the record (warnUnbindable).
  */
-export function namespaceIdentity(loBirth: number | undefined): string {
+export interface NamespaceFacts {
+  loBirth?: number;
+  /** net.ipv4.conf.lo.tag of this namespace; absent where there is none */
+  tag?: NamespaceTag;
+}
+
+export function namespaceIdentityBase(): string {
   let boot = 'unknown';
   try {
     boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   } catch {
     /* not Linux: tests */
   }
-  return `boot ${boot} netns ${netnsId()} lo ${loBirth ?? 'none'}`;
+  return `boot ${boot} netns ${netnsId()}`;
 }
 
 /**
@@ -215,44 +231,96 @@ export function namespaceIdentity(loBirth: number | undefined): string {
  */
 export class NamespaceBoundStore implements StateStore {
   private noted = false;
+  private warnedUnbindable = false;
+  private readonly base: string;
   constructor(
     private readonly inner: StateStore,
-    readonly identity: string,
+    private readonly ns: NamespaceFacts,
     private readonly note: (text: string) => void,
     private readonly where = 'the state record',
-  ) {}
+    base?: string,
+  ) {
+    this.base = base ?? namespaceIdentityBase();
+  }
+
+  /** Does `id` name this namespace instance? */
+  private matches(id: string | undefined): boolean {
+    const m = /^(.*) (lo|tag) (\d+|none)$/.exec(id ?? '');
+    if (!m || m[1] !== this.base) return false;
+    // Written where nothing could bind it (and said so): it can only be taken on trust, in a
+    // namespace that is in the same condition.
+    if (m[3] === 'none') return this.ns.loBirth === undefined && !this.ns.tag?.read();
+    const n = Number(m[3]);
+    if (m[2] === 'lo') return this.ns.loBirth === n;
+    return n !== 0 && this.ns.tag?.read() === n;
+  }
+
+  /** The identity to write: the loopback stamp, else the tag (written now if need be). */
+  private identity(): string {
+    if (this.ns.loBirth !== undefined) return `${this.base} lo ${this.ns.loBirth}`;
+    const tag = this.ns.tag;
+    let v = tag?.read();
+    if (tag && v === 0) {
+      v = 1 + randomInt(0x7ffffffe);
+      try {
+        tag.write(v);
+        if (tag.read() !== v) v = undefined;
+      } catch {
+        v = undefined;
+      }
+    }
+    // A non-zero tag someone else wrote serves as well: it is this namespace's until changed.
+    return v ? `${this.base} tag ${v}` : `${this.base} lo none`;
+  }
+
+  /** What this namespace is called in notes (computing it writes nothing). */
+  describe(): string {
+    if (this.ns.loBirth !== undefined) return `${this.base} lo ${this.ns.loBirth}`;
+    const v = this.ns.tag?.read();
+    return v ? `${this.base} tag ${v}` : `${this.base} (loopback never up, no tag yet)`;
+  }
 
   load(): OwnedTables {
     const s = this.inner.load();
-    if (s.namespace === this.identity || holdsNothing(s)) return s;
+    if (holdsNothing(s) || this.matches(s.namespace)) return s;
     if (!this.noted) {
       this.noted = true;
       this.note(
-        `${this.where} was written in another network namespace that had this one's inode number (it says "${s.namespace ?? 'nothing'}", this is "${this.identity}"): dropped, not applied here`,
+        `${this.where} was written in another network namespace that had this one's inode number (it says "${s.namespace ?? 'nothing'}", this is "${this.describe()}"): dropped, not applied here`,
       );
     }
     return { tables: {}, probe: s.probe };
   }
 
   save(s: OwnedTables): void {
-    this.inner.save({ ...s, namespace: this.identity });
-    if (!this.warnedUnbindable && this.identity.endsWith(' lo none') && !holdsNothing(s)) {
+    if (holdsNothing(s)) {
+      // Only the probe result: nothing that needs binding, so nothing is written for it.
+      this.inner.save({ ...s, namespace: this.matches(s.namespace) ? s.namespace : undefined });
+      return;
+    }
+    const prev = this.inner.load().namespace;
+    const id = this.matches(prev) ? (prev as string) : this.identity();
+    this.inner.save({ ...s, namespace: id });
+    if (!this.warnedUnbindable && id.endsWith(' lo none')) {
       // warnUnbindable: say it once, where the user can act on it.
       this.warnedUnbindable = true;
       this.note(
-        "this network namespace's loopback has never been up, so wgsplit cannot tell it from a later namespace that reuses its inode number; bring it up (ip link set lo up) so its state record stays bound to it",
+        "this network namespace's loopback has never been up and net.ipv4.conf.lo.tag cannot be set, so wgsplit cannot tell it from a later namespace that reuses its inode number; bring lo up (ip link set lo up) so its state record stays bound to it",
       );
     }
   }
-  private warnedUnbindable = false;
 }
 
 /** The store a command uses: the file for this namespace, bound to this namespace instance. */
-export async function openState(kernel: { loopbackBirth?(): Promise<number | undefined> }, note: (text: string) => void, inner?: StateStore): Promise<StateStore> {
+export async function openState(
+  kernel: { loopbackBirth?(): Promise<number | undefined>; namespaceTag?: NamespaceTag },
+  note: (text: string) => void,
+  inner?: StateStore,
+): Promise<StateStore> {
   const file = inner ?? new FileStateStore(stateFilePath(), note);
-  const birth = kernel.loopbackBirth ? await kernel.loopbackBirth() : undefined;
+  const loBirth = kernel.loopbackBirth ? await kernel.loopbackBirth() : undefined;
   const where = file instanceof FileStateStore ? `the state file ${file.path}` : 'the state record';
-  return new NamespaceBoundStore(file, namespaceIdentity(birth), note, where);
+  return new NamespaceBoundStore(file, { loBirth, tag: kernel.namespaceTag }, note, where);
 }
 
 export class MemoryStateStore implements StateStore {

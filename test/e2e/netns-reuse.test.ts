@@ -48,14 +48,14 @@ async function delNs(name: string): Promise<void> {
 }
 
 /** A WireGuard interface (wireguard-go, in the foreground so we hold its PID) with an address. */
-async function wgUp(ns: string): Promise<ChildProcess> {
+async function wgUp(ns: string, loUp: boolean): Promise<ChildProcess> {
   const p = spawn('ip', ['netns', 'exec', ns, 'env', 'WG_PROCESS_FOREGROUND=1', 'wireguard-go', WG], { stdio: 'ignore' });
   procs.push(p);
   for (let i = 0; i < 200; i++) {
     if ((await sh(['ip', '-n', ns, 'link', 'show', WG], false)).code === 0) break;
     await new Promise((r) => setTimeout(r, 10));
   }
-  await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+  if (loUp) await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
   await sh(['ip', '-n', ns, 'addr', 'add', '10.253.0.2/24', 'dev', WG]);
   await sh(['ip', '-n', ns, 'link', 'set', WG, 'up']);
   return p;
@@ -73,19 +73,20 @@ const wgsplit = (ns: string, stateDir: string, conf: string, args: string[]) =>
 
 const ourRules = async (ns: string) => (await sh(['ip', '-n', ns, 'rule', 'show', 'priority', '10086'])).stdout.trim();
 
-test.after.always(async () => {
-  for (const p of procs) await stop(p);
+async function cleanup(): Promise<void> {
+  for (const p of procs.splice(0)) await stop(p);
   for (const n of [...made]) await delNs(n);
-});
+}
+test.after.always(cleanup);
 
-test.serial('a namespace that reuses a deleted one\'s inode does not inherit its "stopped" record: watch installs the policy', async (t) => {
+for (const loUp of [true, false]) test.serial(`a namespace that reuses a deleted one's inode does not inherit its "stopped" record: watch installs the policy (loopback ${loUp ? 'up, bound by its stamp' : 'never up, bound by net.ipv4.conf.lo.tag'})`, async (t) => {
   const stateDir = mkdtempSync(path.join(tmpdir(), 'wgsplit-state-h8b-'));
   const conf = mkdtempSync(path.join(tmpdir(), 'wgsplit-conf-h8b-'));
   writeFileSync(path.join(conf, 'split.toml'), PROFILE, { mode: 0o644 });
   try {
     // Namespace A: up, then down. The record now says h8b0 is stopped.
     const inoA = await addNs(A);
-    const wgA = await wgUp(A);
+    const wgA = await wgUp(A, loUp);
     let r = await wgsplit(A, stateDir, conf, ['up', WG]);
     t.is(r.code, 0, r.stderr);
     t.regex(await ourRules(A), /lookup 10086/);
@@ -95,7 +96,8 @@ test.serial('a namespace that reuses a deleted one\'s inode does not inherit its
     const file = path.join(stateDir, `owned-${inoA}.json`);
     const recA = JSON.parse(readFileSync(file, 'utf8'));
     t.deepEqual(recA.stopped, [WG]);
-    t.regex(recA.namespace, new RegExp(` netns ${inoA} lo \\d+$`));
+    t.regex(recA.namespace, new RegExp(` netns ${inoA} ${loUp ? 'lo' : 'tag'} [1-9]\\d*$`));
+    if (!loUp) t.is((await sh(['ip', 'netns', 'exec', A, 'cat', '/proc/sys/net/ipv4/conf/lo/tag'])).stdout.trim(), recA.namespace.split(' ').pop());
     await stop(wgA);
     await delNs(A);
 
@@ -103,7 +105,7 @@ test.serial('a namespace that reuses a deleted one\'s inode does not inherit its
     let b: string | undefined;
     const holders: string[] = [];
     for (let i = 0; i < 300 && !b; i++) {
-      const name = `h8b-n${i}`;
+      const name = `h8b-n${loUp ? 'u' : 'd'}${i}`;
       const ino = await addNs(name);
       if (ino === inoA) b = name;
       else {
@@ -118,7 +120,7 @@ test.serial('a namespace that reuses a deleted one\'s inode does not inherit its
     }
     t.is(statSync(`/run/netns/${b}`).ino, inoA);
     t.deepEqual(readdirSync(stateDir).filter((f) => f.startsWith('owned-')), [`owned-${inoA}.json`], 'B maps to the same state file');
-    await wgUp(b);
+    await wgUp(b, loUp);
 
     // The watcher in B: it must install the policy (A's "stopped" is not B's) and say why.
     const log: string[] = [];
@@ -144,6 +146,7 @@ test.serial('a namespace that reuses a deleted one\'s inode does not inherit its
     t.is(r.code, 0, r.stdout + r.stderr);
     t.notRegex(r.stderr, /note/);
   } finally {
+    await cleanup();
     rmSync(stateDir, { recursive: true, force: true });
     rmSync(conf, { recursive: true, force: true });
   }

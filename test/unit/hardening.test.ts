@@ -204,18 +204,52 @@ test('a record that carries no namespace (or only the probe result) is handled s
   t.is(notes.length, 1);
   const onlyProbe = new MemoryStateStore();
   onlyProbe.save({ tables: {}, probe: { key: 'k', supported: true, missing: [] } });
-  const s2 = new NamespaceBoundStore(onlyProbe, 'x', (m) => notes.push(m));
+  const s2 = new NamespaceBoundStore(onlyProbe, {}, (m) => notes.push(m));
   t.deepEqual(s2.load().probe, { key: 'k', supported: true, missing: [] });
   t.is(notes.length, 1, 'nothing to drop, nothing said');
 });
 
-test('a namespace whose loopback never came up: the record is written with a warning saying why', async (t) => {
+test('a namespace whose loopback never came up is bound by net.ipv4.conf.lo.tag instead', async (t) => {
+  const d = confDir({ 'example.toml': EXAMPLE_TOML });
+  const mem = new MemoryStateStore();
+  const a = fakeHost();
+  a.loBirth = undefined;
+  t.is((await cli(['--config', d, 'up', 'wg0'], { kernel: a, state: mem })).err, '');
+  t.not(a.loTag, 0, 'a tag was written');
+  t.is(mem.load().namespace?.endsWith(` tag ${a.loTag}`), true);
+  const tag = a.loTag;
+  t.is((await cli(['--config', d, 'down', 'wg0'], { kernel: a, state: mem })).code, 0);
+  t.is(a.loTag, tag, 'written once');
+  a.clearLog();
+  await cli(['--config', d, 'apply'], { kernel: a, state: mem });
+  t.deepEqual(a.log, [], 'in A the record is obeyed: wg0 stays stopped');
+  // B: same inode, lo never up either, its tag 0 like every new namespace's
+  const b = fakeHost();
+  b.loBirth = undefined;
+  const r = await cli(['--config', d, 'apply'], { kernel: b, state: mem });
+  t.regex(r.err, /written in another network namespace .*: dropped, not applied here/);
+  t.true(b.log.some((l) => l.startsWith('add rule')), b.log.join('\n'));
+  // the loopback coming up later does not unbind the record: the tag still matches
+  b.loBirth = 777;
+  b.clearLog();
+  const r2 = await cli(['--config', d, 'apply'], { kernel: b, state: mem });
+  t.is(r2.err, '');
+  t.deepEqual(b.log, []);
+});
+
+test('no loopback stamp and no settable tag: the record is written with a warning saying why', async (t) => {
   const d = confDir({ 'example.toml': EXAMPLE_TOML });
   const k = fakeHost();
   k.loBirth = undefined;
+  k.loTag = undefined;
   const r = await cli(['--config', d, 'up', 'wg0'], { kernel: k });
   t.is(r.code, 0);
   t.regex(r.err, /loopback has never been up.*ip link set lo up/);
+  // such a record is still this namespace's own
+  const mem = new MemoryStateStore();
+  await cli(['--config', d, 'up', 'wg0'], { kernel: k, state: mem });
+  t.is((await cli(['--config', d, 'down', 'wg0'], { kernel: k, state: mem })).code, 0);
+  t.deepEqual(mem.load().stopped, ['wg0']);
 });
 
 // ---- state files: damaged, unwritable ------------------------------------------------------
