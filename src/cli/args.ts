@@ -4,6 +4,9 @@
 import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
 import { USER_NAME } from '../profile/users.js';
+import { IFNAME } from '../model/constants.js';
+
+const MAX_RESYNC_S = 2147483;
 
 export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -90,13 +93,19 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   }
   const needsIface = command === 'up' || command === 'down';
   if (!v.help && needsIface && rest.length !== 1) throw new WgsplitError('USAGE', `usage: wgsplit ${command} IFACE`);
+  if (!v.help && needsIface && !IFNAME.test(rest[0])) throw new WgsplitError('USAGE', `${JSON.stringify(rest[0])} is not an interface name (1-15 characters: letters, digits, _ . : @ -)`);
+  if (v.config === '') throw new WgsplitError('USAGE', '--config needs a directory');
   if (!v.help && ['apply', 'diff', 'status'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
 
   // Only the watcher logs: a bad WGSPLIT_LOG_LEVEL must not break `up` from wg-quick.
   const logLevel = (v['log-level'] as string | undefined) ?? (command === 'watch' ? env.WGSPLIT_LOG_LEVEL : undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new WgsplitError('USAGE', `--log-level must be debug, info, warn or error (got "${logLevel}")`);
   const resyncText = (v.resync as string | undefined) ?? '300';
-  if (!/^\d+(\.\d+)?$/.test(resyncText)) throw new WgsplitError('USAGE', `--resync takes seconds (0 to disable), got "${resyncText}"`);
+  // setInterval takes at most 2^31-1 ms and quietly runs a longer one every 1 ms instead; under
+  // a second the safety net would be a busy loop.
+  const resync = Number(resyncText);
+  if (!/^\d+(\.\d+)?$/.test(resyncText) || (resync !== 0 && (resync < 1 || resync > MAX_RESYNC_S)))
+    throw new WgsplitError('USAGE', `--resync takes seconds, 1-${MAX_RESYNC_S} (0 to disable), got "${resyncText}"`);
   if (!v.help && command === 'watch' && rest.length) throw new WgsplitError('USAGE', `"watch" takes no arguments (got ${rest.join(' ')})`);
   const num = (k: string, max: number) => {
     const t = v[k] as string | undefined;
@@ -121,7 +130,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   return {
     command,
     positionals: rest,
-    config: (v.config as string | undefined) ?? env.WGSPLIT_CONFIG ?? '/etc/wgsplit',
+    // An empty WGSPLIT_CONFIG is unset (as for most tools), not "the current directory".
+    config: (v.config as string | undefined) ?? (env.WGSPLIT_CONFIG || '/etc/wgsplit'),
     json: !!v.json,
     dryRun: !!v['dry-run'],
     debug: !!v.debug || env.WGSPLIT_DEBUG === '1',

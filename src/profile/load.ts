@@ -100,17 +100,6 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
 export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean; resolveUser?: UserResolver } = {}): Profile[] {
   const resolveUser = opts.resolveUser ?? cachedResolver();
   const problems: Problem[] = [];
-  if (opts.checkPerms) {
-    for (const f of files) {
-      const perms: string[] = [];
-      try {
-        checkPerms(f, 'profile', perms);
-      } catch {
-        /* unreadable: reported below */
-      }
-      for (const m of perms) problems.push({ file: f, line: 1, col: 1, message: m });
-    }
-  }
   const texts = new Map<string, string>();
   const profiles: Profile[] = [];
   for (const file of files) {
@@ -120,6 +109,12 @@ export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean; 
       continue;
     }
     const text = read.text;
+    if (opts.checkPerms) {
+      // On what was read (fstat of the open file), so the check and the read see one file.
+      const perms: string[] = [];
+      checkPerms(file, 'profile', perms, read.stats);
+      for (const m of perms) problems.push({ file, line: 1, col: 1, message: m });
+    }
     texts.set(file, text);
     const r = parseProfile(file, text, { resolveUser });
     problems.push(...r.problems);

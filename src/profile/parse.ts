@@ -6,14 +6,13 @@ import TOML from '@iarna/toml';
 import type { Problem } from '../errors.js';
 import { parsePrefix, type Family, type Prefix } from '../model/prefix.js';
 import { namedSet, NAMED_SETS } from '../model/namedSets.js';
-import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
+import { IFNAME, DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
 import type { Range } from '../model/rule.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
 import type { PrefixSource, Profile, Protocol } from './types.js';
 import { USER_NAME, type UserResolver } from './users.js';
 
-const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/; // IFNAMSIZ is 16 with the NUL; no '/' or spaces
 
 export function profileName(file: string): string {
   const base = file.split('/').pop() ?? file;

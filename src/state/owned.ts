@@ -20,7 +20,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import type { Endpoint } from '../compile/facts.js';
 import type { NamespaceTag } from '../kernel/port.js';
@@ -103,8 +103,9 @@ function netnsId(): string {
   }
 }
 
+/** An empty WGSPLIT_STATE_DIR is unset (it used to put the files in /); a relative one is made absolute. */
 export function stateDir(): string {
-  return process.env.WGSPLIT_STATE_DIR ?? '/run/wgsplit';
+  return resolve(process.env.WGSPLIT_STATE_DIR || '/run/wgsplit');
 }
 
 export function stateFilePath(): string {

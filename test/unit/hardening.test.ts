@@ -293,3 +293,41 @@ test('a state directory that cannot be written: exit 2 before any kernel write',
   const r3 = await cli(['--config', d, 'diff'], { kernel: fakeHost(), state: new FileStateStore(file) });
   t.is(r3.code, 1, r3.err);
 });
+
+// ---- command line and environment -----------------------------------------------------------
+
+test('command-line values that used to be accepted and misbehave are usage errors', async (t) => {
+  const usage = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+    const e = t.throws(() => parseCli(argv, env, false), { instanceOf: WgsplitError }, argv.join(' '));
+    t.is(e?.code, 'USAGE', argv.join(' '));
+    return e?.message ?? '';
+  };
+  // setInterval runs an interval over 2^31-1 ms every 1 ms; under a second it is a busy loop
+  t.regex(usage(['watch', '--resync', '99999999999']), /--resync takes seconds, 1-2147483 \(0 to disable\)/);
+  usage(['watch', '--resync', '0.001']);
+  t.is(parseCli(['watch', '--resync', '0'], {}, false).resyncSeconds, 0);
+  t.is(parseCli(['watch', '--resync', '2147483'], {}, false).resyncSeconds, 2147483);
+  // `down ""` said "already in sync" (exit 0); a 300-character name went to the kernel
+  t.regex(usage(['down', '']), /"" is not an interface name/);
+  usage(['up', 'a'.repeat(16)]);
+  usage(['up', 'wg0;rm']);
+  usage(['up', 'wg 0']);
+  t.is(parseCli(['up', 'wg0.1@x:y'], {}, false).positionals[0], 'wg0.1@x:y');
+  // an empty --config meant the current directory
+  t.regex(usage(['--config', '', 'apply']), /--config needs a directory/);
+  t.is(parseCli(['apply'], { WGSPLIT_CONFIG: '' }, false).config, '/etc/wgsplit');
+});
+
+test('an empty WGSPLIT_STATE_DIR is unset (it used to put the state files in /), a relative one absolute', async (t) => {
+  const { stateDir } = await import('../../src/state/owned.js');
+  const saved = process.env.WGSPLIT_STATE_DIR;
+  try {
+    process.env.WGSPLIT_STATE_DIR = '';
+    t.is(stateDir(), '/run/wgsplit');
+    process.env.WGSPLIT_STATE_DIR = 'rel/dir';
+    t.is(stateDir(), path.resolve('rel/dir'));
+  } finally {
+    if (saved === undefined) delete process.env.WGSPLIT_STATE_DIR;
+    else process.env.WGSPLIT_STATE_DIR = saved;
+  }
+});
