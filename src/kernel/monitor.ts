@@ -4,10 +4,24 @@
  * been missed in between.
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+
+/** `ip` (iproute2) on PATH or in the usual places, or undefined: the watcher cannot run without it. */
+export function findIp(path = process.env.PATH ?? ''): string | undefined {
+  for (const dir of [...path.split(delimiter).filter(Boolean), '/usr/sbin', '/sbin', '/usr/bin', '/bin']) {
+    try {
+      accessSync(join(dir, 'ip'), constants.X_OK);
+      return join(dir, 'ip');
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
 
 export interface MonitorHandlers {
   line(line: string): void;
@@ -20,7 +34,10 @@ export class IpMonitor {
   private stopped = false;
   private attempt = 0;
 
-  constructor(private readonly h: MonitorHandlers) {}
+  constructor(
+    private readonly h: MonitorHandlers,
+    private readonly ip = findIp() ?? 'ip',
+  ) {}
 
   start(): void {
     this.spawn();
@@ -30,7 +47,7 @@ export class IpMonitor {
     // setpriv --pdeathsig (util-linux): the kernel ends `ip monitor` when the watcher dies,
     // even by SIGKILL, instead of leaving it orphaned until its next write fails.
     const argv = ['-o', 'monitor', 'label', 'link', 'address', 'route', 'rule'];
-    const [file, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', 'ip', ...argv]] : ['ip', argv];
+    const [file, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', this.ip, ...argv]] : [this.ip, argv];
     const child = execa(file, args, {
       reject: false,
       buffer: false,

@@ -75,7 +75,9 @@ export function readRegularFile(path: string, limit = MAX_FILE_BYTES): ReadResul
       total += n;
     }
     if (total > limit) return { ok: false, reason: `is more than the ${mib(limit)} a profile or list file may have` };
-    return { ok: true, text: chunk.toString('utf8', 0, total), stats };
+    // A byte order mark (Windows editors write one) is not part of the text.
+    const text = chunk.toString('utf8', 0, total);
+    return { ok: true, text: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, stats };
   } catch (e) {
     return { ok: false, reason: errnoText(e) };
   } finally {

@@ -331,3 +331,11 @@ test('an empty WGSPLIT_STATE_DIR is unset (it used to put the state files in /),
     else process.env.WGSPLIT_STATE_DIR = saved;
   }
 });
+
+test('a byte order mark at the start of a profile or a list file is not part of the text', async (t) => {
+  const d = confDir({ 'l.txt': '\uFEFF203.0.113.0/24\n', 'example.toml': `\uFEFF${EXAMPLE_TOML}exclude_files = ["l.txt"]\n` });
+  const k = fakeHost();
+  const r = await cli(['--config', d, 'apply'], { kernel: k });
+  t.is(r.code, 0, r.err);
+  t.true(k.log.includes('add route throw 203.0.113.0/24 table 10086 proto wgsplit'), k.log.join('\n'));
+});
