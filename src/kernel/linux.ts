@@ -12,7 +12,7 @@ import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
 import { errnoName, RawRoutes } from './rawRoutes.js';
-import { deleteNft, observeNft, replaceNft } from './nft.js';
+import { deleteNft, nftBinary, observeNft, replaceNft } from './nft.js';
 import { probeRuleSelectors } from './probe.js';
 import type { LookupQuery, LookupResult } from './lookup.js';
 import type { KernelPort, ObservedKernel } from './port.js';
@@ -101,6 +101,9 @@ export class LinuxKernel implements KernelPort {
   }
 
   async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
+    // A missing `nft` must be found before the first write (sysctls and routes come earlier
+    // in the plan), so that its error, exit 2, still means "nothing changed".
+    if (plan.ops.some((o) => o.kind === 'nft')) nftBinary();
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
     let done = 0;
     for (const phase of phases(plan.ops)) {
