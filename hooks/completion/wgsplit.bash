@@ -72,7 +72,12 @@ _wgsplit() {
       COMPREPLY=($(compgen -W 'debug info warn error' -- "$cur"))
       return
       ;;
-    --resync | --dport | --sport | --uid | --from | --app | --pid)
+    --uid)
+      # a uid or a user name (resolved with getent passwd)
+      COMPREPLY=($(compgen -u -- "$cur"))
+      return
+      ;;
+    --resync | --dport | --sport | --from | --app | --pid)
       COMPREPLY=()
       return
       ;;

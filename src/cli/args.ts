@@ -3,6 +3,10 @@
  */
 import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
+import { USER_NAME } from '../profile/users.js';
+import { IFNAME } from '../model/constants.js';
+
+const MAX_RESYNC_S = 2147483;
 
 export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'exec', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -22,7 +26,8 @@ export interface Args {
   logJson: boolean;
   cleanupOnExit: boolean;
   resyncSeconds: number;
-  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string; app?: string; pid?: number };
+  /** `user`: --uid given as a name, resolved by the explain command (I/O) */
+  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; user?: string; from?: string; app?: string; pid?: number };
   /** `exec PROFILE [--user USER] -- COMMAND [ARGS]` */
   exec?: { profile: string; user?: string; command: string[] };
   format: 'ip' | 'nft' | 'json';
@@ -94,13 +99,19 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   }
   const needsIface = command === 'up' || command === 'down';
   if (!v.help && needsIface && rest.length !== 1) throw new WgsplitError('USAGE', `usage: wgsplit ${command} IFACE`);
+  if (!v.help && needsIface && !IFNAME.test(rest[0])) throw new WgsplitError('USAGE', `${JSON.stringify(rest[0])} is not an interface name (1-15 characters: letters, digits, _ . : @ -)`);
+  if (v.config === '') throw new WgsplitError('USAGE', '--config needs a directory');
   if (!v.help && ['apply', 'diff', 'status'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
 
   // Only the watcher logs: a bad WGSPLIT_LOG_LEVEL must not break `up` from wg-quick.
   const logLevel = (v['log-level'] as string | undefined) ?? (command === 'watch' ? env.WGSPLIT_LOG_LEVEL : undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new WgsplitError('USAGE', `--log-level must be debug, info, warn or error (got "${logLevel}")`);
   const resyncText = (v.resync as string | undefined) ?? '300';
-  if (!/^\d+(\.\d+)?$/.test(resyncText)) throw new WgsplitError('USAGE', `--resync takes seconds (0 to disable), got "${resyncText}"`);
+  // setInterval takes at most 2^31-1 ms and quietly runs a longer one every 1 ms instead; under
+  // a second the safety net would be a busy loop.
+  const resync = Number(resyncText);
+  if (!/^\d+(\.\d+)?$/.test(resyncText) || (resync !== 0 && (resync < 1 || resync > MAX_RESYNC_S)))
+    throw new WgsplitError('USAGE', `--resync takes seconds, 1-${MAX_RESYNC_S} (0 to disable), got "${resyncText}"`);
   if (!v.help && command === 'watch' && rest.length) throw new WgsplitError('USAGE', `"watch" takes no arguments (got ${rest.join(' ')})`);
   const num = (k: string, max: number) => {
     const t = v[k] as string | undefined;
@@ -108,6 +119,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     if (!/^\d+$/.test(t) || Number(t) > max) throw new WgsplitError('USAGE', `--${k} takes a number 0-${max}, got "${t}"`);
     return Number(t);
   };
+  const uidText = v.uid as string | undefined;
+  const user = uidText !== undefined && !/^\d+$/.test(uidText) ? uidText : undefined;
+  if (user !== undefined && !USER_NAME.test(user)) throw new WgsplitError('USAGE', `--uid takes a uid 0-4294967295 or a user name, got "${user}"`);
   const proto = v.proto as string | undefined;
   if (proto !== undefined && !['tcp', 'udp', 'icmp'].includes(proto)) throw new WgsplitError('USAGE', `--proto must be tcp, udp or icmp (got "${proto}")`);
   if ((v.dport !== undefined || v.sport !== undefined) && proto !== 'tcp' && proto !== 'udp') throw new WgsplitError('USAGE', '--dport and --sport need --proto tcp or udp');
@@ -135,7 +149,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   return {
     command,
     positionals: rest,
-    config: (v.config as string | undefined) ?? env.WGSPLIT_CONFIG ?? '/etc/wgsplit',
+    // An empty WGSPLIT_CONFIG is unset (as for most tools), not "the current directory".
+    config: (v.config as string | undefined) ?? (env.WGSPLIT_CONFIG || '/etc/wgsplit'),
     json: !!v.json,
     dryRun: !!v['dry-run'],
     debug: !!v.debug || env.WGSPLIT_DEBUG === '1',
@@ -147,7 +162,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     logJson: !!v['log-json'],
     cleanupOnExit: !!v['cleanup-on-exit'],
     resyncSeconds: Number(resyncText),
-    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined, app: v.app as string | undefined, pid: num('pid', 4194304) },
+    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: user === undefined ? num('uid', 4294967295) : undefined, user, from: v.from as string | undefined, app: v.app as string | undefined, pid: num('pid', 4194304) },
     exec,
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,

@@ -18,7 +18,7 @@ Commands:
       --resync SECONDS  periodic full re-sync as a safety net (default 300, 0 = off)
   explain DEST          which way a packet to DEST goes, and why (asks the kernel)
   -p, --proto P         tcp, udp or icmp
-      --dport N, --sport N, --uid N, --from ADDR
+      --dport N, --sport N, --uid N|USER, --from ADDR
       --app CGROUP      the sending application's cgroup v2 path (profiles with apps)
       --pid PID         the same, for the cgroup process PID is in
   export                the state wgsplit would create, for review or for ip/nft

@@ -97,6 +97,26 @@ export class FakeKernel implements KernelPort {
     return this;
   }
 
+  /**
+   * When the namespace's loopback came up (see KernelPort.loopbackBirth); a test "re-creates
+   * the namespace" by changing it, or models a loopback that never came up with undefined.
+   */
+  loBirth: number | undefined = 4242;
+
+  async loopbackBirth(): Promise<number | undefined> {
+    return this.loBirth;
+  }
+
+  /** net.ipv4.conf.lo.tag of the fake namespace (0 in a new one); undefined: cannot be set */
+  loTag: number | undefined = 0;
+  readonly namespaceTag = {
+    read: () => this.loTag,
+    write: (v: number) => {
+      if (this.loTag === undefined) throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+      this.loTag = v;
+    },
+  };
+
   /** Clear the op log (e.g. between a first and a second apply). */
   clearLog(): void {
     this.log.length = 0;

@@ -3,6 +3,7 @@
  * endpoints. Only state carrying our protocol tag is reported as ours.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loTag } from './nsTag.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
 import type { InterfaceFacts } from '../compile/facts.js';
@@ -70,6 +71,16 @@ export class LinuxKernel implements KernelPort {
     return out;
   }
 
+  /**
+   * When this namespace's loopback got its IPv4 address (127.0.0.1, added when lo first
+   * comes up and kept while lo goes down and up again), in 1/100 s since boot; undefined
+   * while lo has never been up. lo is ifindex 1 in every network namespace.
+   */
+  async loopbackBirth(): Promise<number | undefined> {
+    const stamps = (await this.nl.addresses()).filter((a) => a.index === 1 && a.family === 4 && a.cstamp !== undefined).map((a) => a.cstamp as number);
+    return stamps.length ? Math.min(...stamps) : undefined;
+  }
+
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await (await this.nftKernel()).observe();
@@ -100,6 +111,9 @@ export class LinuxKernel implements KernelPort {
   }
 
   async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
+    // A missing `nft` must be found before the first write (sysctls and routes come earlier
+    // in the plan), so that its error, exit 2, still means "nothing changed".
+    if (plan.ops.some(isNftOp)) (await this.nftKernel()).binary();
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
     let done = 0;
     for (const phase of phases(plan.ops)) {

@@ -14,6 +14,12 @@ export interface ObservedKernel extends Observed {
   connected?: ConnectedRoute[];
 }
 
+/** net.ipv4.conf.lo.tag: a number per namespace the kernel never reads (see state/owned.ts) */
+export interface NamespaceTag {
+  read(): number | undefined;
+  write(v: number): void;
+}
+
 export interface KernelPort {
   interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>>;
   /** our rules and routes (routes: false skips the route dump); with `nft`, also whether our nftables table exists and its hash */
@@ -26,6 +32,12 @@ export interface KernelPort {
   probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[]; definitive?: boolean }>;
   /** cgroup v2: the mount's nft prefix, the ids of those of `paths` that exist, what is missing for matching */
   cgroups?(paths: string[]): Promise<CgroupFacts>;
+  /** when this network namespace's loopback first came up (1/100 s since boot), if it ever did: see state/owned.ts */
+  loopbackBirth?(): Promise<number | undefined>;
+  /** this namespace's net.ipv4.conf.lo.tag, where the loopback stamp is missing */
+  readonly namespaceTag?: NamespaceTag;
+  /** what the adapter could not find out (e.g. WireGuard endpoints without `wg`) */
+  readonly notes?: string[];
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

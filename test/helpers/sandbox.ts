@@ -21,6 +21,13 @@ const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 export const SANDBOX_DIR = path.join(REPO_ROOT, 'test', 'sandbox');
 const TOPOLOGY = path.join(SANDBOX_DIR, 'topology.sh');
 const PROBE = path.join(SANDBOX_DIR, 'probe.mjs');
+/**
+ * Scripts other users run. topology.sh `up` installs world-readable copies of them in the
+ * sandbox's state directory, because the checkout itself may be unreadable to anyone but
+ * root (a clone in /root, or under a 0700 `mktemp -d`).
+ */
+const USER_SCRIPTS = ['probe.mjs', 'probe-many.mjs', 'echo.mjs'];
+const STATE_ROOT = '/run/wgsplit-sandbox';
 
 /** Addresses of the topology (see test/sandbox/README.md). */
 export const ADDR = {
@@ -120,6 +127,8 @@ export interface Sandbox {
   wgIface: string;
   /** The VPN server's WireGuard interface (in ns.vpn). */
   wgServerIface: string;
+  /** World-readable copies of probe.mjs, probe-many.mjs and echo.mjs (see USER_SCRIPTS). */
+  scriptsDir: string;
   /**
    * Run argv inside a namespace (a Role like 'host' or a full namespace name).
    * Never throws on a non-zero exit; exitCode is -1 if the process could not start or was killed.
@@ -135,10 +144,11 @@ export interface Sandbox {
 
 const ROLES: readonly Role[] = ['host', 'router', 'inet', 'vpn', 'ctr', 'ts'];
 
-async function run(file: string, argv: string[], timeoutMs: number): Promise<ExecResult> {
+async function run(file: string, argv: string[], timeoutMs: number, cwd?: string): Promise<ExecResult> {
   try {
     const { stdout, stderr } = await execFileP(file, argv, {
       encoding: 'utf8',
+      cwd,
       timeout: timeoutMs,
       maxBuffer: 64 * 1024 * 1024,
     });
@@ -166,13 +176,18 @@ export async function createSandbox(prefix: string, opts: { wgIface?: string } =
   const ns = Object.fromEntries(ROLES.map((r) => [r, `${prefix}-${r}`])) as Record<Role, string>;
   const nsName = (n: string): string => (ROLES as readonly string[]).includes(n) ? ns[n as Role] : n;
 
+  const scriptsDir = path.join(STATE_ROOT, prefix, 'bin');
   const exec: Sandbox['exec'] = (n, argv, o = {}) => {
     const asUser =
       o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', '--'];
     const env = o.env ? ['env', ...Object.entries(o.env).map(([k, v]) => `${k}=${v}`)] : [];
-    if (!o.nsenter && !o.cgroup) return run('ip', ['netns', 'exec', nsName(n), ...env, ...asUser, ...argv], o.timeoutMs ?? 30_000);
+    // Another user may not be able to read the checkout, nor enter our working directory:
+    // the sandbox's scripts run from their readable copies, and from /.
+    const readable = o.uid === undefined ? argv : argv.map((a) => (path.dirname(a) === SANDBOX_DIR && USER_SCRIPTS.includes(path.basename(a)) ? path.join(scriptsDir, path.basename(a)) : a));
+    const cwd = o.uid === undefined ? undefined : '/';
+    if (!o.nsenter && !o.cgroup) return run('ip', ['netns', 'exec', nsName(n), ...env, ...asUser, ...readable], o.timeoutMs ?? 30_000, cwd);
     const join = o.cgroup ? ['sh', '-c', 'echo $$ >"$0/cgroup.procs" && exec "$@"', o.cgroup] : [];
-    return run('nsenter', [`--net=/run/netns/${nsName(n)}`, '--', ...env, ...join, ...asUser, ...argv], o.timeoutMs ?? 30_000);
+    return run('nsenter', [`--net=/run/netns/${nsName(n)}`, '--', ...env, ...join, ...asUser, ...readable], o.timeoutMs ?? 30_000, cwd);
   };
 
   const probe: Sandbox['probe'] = async (n, proto, host, port, o = {}) => {
@@ -191,6 +206,7 @@ export async function createSandbox(prefix: string, opts: { wgIface?: string } =
     ns,
     wgIface,
     wgServerIface: `${prefix}s`,
+    scriptsDir,
     exec,
     probe,
     async destroy() {

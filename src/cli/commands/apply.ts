@@ -29,8 +29,9 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
   }
   const kernel = await ctx.kernel();
   try {
+    const state = await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`));
     if (ctx.args.dryRun) {
-      const c = await computePlan(kernel, ctx.state(), profiles, cmd);
+      const c = await computePlan(kernel, state, profiles, cmd);
       preflight(c);
       if (cmd.kind !== 'down') for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
       const text = renderPlan(c.plan, { colour: ctx.args.colour, full: ctx.args.full });
@@ -50,7 +51,7 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
     const lock = await acquireLock(ctx.lockPath ?? lockFilePath());
     let r;
     try {
-      r = await applyCommand(kernel, ctx.state(), profiles, cmd, progress);
+      r = await applyCommand(kernel, state, profiles, cmd, progress);
     } finally {
       lock.release();
     }

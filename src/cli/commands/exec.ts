@@ -100,7 +100,7 @@ export async function execCommand(ctx: Context, env: NodeJS.ProcessEnv = process
     const lock = await acquireLock(ctx.lockPath ?? lockFilePath());
     let r;
     try {
-      r = await applyCommand(kernel, ctx.state(), profiles, { kind: 'apply' });
+      r = await applyCommand(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
     } finally {
       lock.release();
     }

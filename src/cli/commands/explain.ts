@@ -4,6 +4,7 @@ import { explain, ipprotoOf, markFor, tableName, type ExplainQuery } from '../..
 import { parseAddress } from '../../model/prefix.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
+import { getentUser } from '../../profile/users.js';
 import type { Context } from '../context.js';
 import { parseCgroupPath } from '../../model/cgroup.js';
 import { procCgroup, procEuid } from '../../kernel/cgroup.js';
@@ -16,6 +17,12 @@ export async function explainCommand(ctx: Context): Promise<number> {
   if (o.from !== undefined && parseAddress(o.from)?.family !== a.family) throw new WgsplitError('USAGE', `--from ${o.from} is not an IPv${a.family} address`);
   let app: string | undefined;
   let uid = o.uid;
+  if (o.user !== undefined) {
+    const u = getentUser(o.user);
+    if (u === undefined) throw new WgsplitError('USAGE', `--uid ${o.user}: unknown user (getent passwd ${o.user} finds no such user)`);
+    if ('error' in u) throw new WgsplitError('ENVIRONMENT', `--uid ${o.user}: cannot look up the user: ${u.error}`);
+    uid = u.uid;
+  }
   if (o.pid !== undefined) {
     app = procCgroup(o.pid);
     if (app === undefined) throw new WgsplitError('USAGE', `--pid ${o.pid}: no such process, or it has no cgroup v2 (no "0::" line in /proc/${o.pid}/cgroup)`);
@@ -31,7 +38,7 @@ export async function explainCommand(ctx: Context): Promise<number> {
   const kernel = await ctx.kernel();
   try {
     if (!kernel.lookup) throw new WgsplitError('ENVIRONMENT', 'this kernel port cannot look up routes');
-    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
+    const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
     const marked = markFor(c.desired.units, q, c.allFacts);
     const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, mark: marked?.profile.fwmark });
     const e = explain(q, c.desired.units, c.allFacts, result, marked);

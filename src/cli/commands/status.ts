@@ -11,7 +11,7 @@ export async function status(ctx: Context): Promise<number> {
   const { profiles, dir } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
-    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
+    const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
     const report = profiles.map((p) => {
       const iface = c.facts.get(p.interface);
       const units = c.desired.units.filter((u) => u.profile === p);
