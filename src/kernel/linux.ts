@@ -34,6 +34,7 @@ export class LinuxKernel implements KernelPort {
   private ifindex = new Map<string, number>();
   private ifname = new Map<number, string>();
   readonly notes: string[] = [];
+  readonly namespaceTag = loTag;
   private nft?: NftKernel;
 
   /** Loaded on first use: a rule-mode-only setup never imports the nft side (or execa). */
