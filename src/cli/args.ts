@@ -3,6 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
+import { DEFAULT_DNSMASQ_CONF, DEFAULT_DNSMASQ_RELOAD, type DnsmasqConfig } from '../dnsmasq/dnsmasq.js';
 
 export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -25,6 +26,8 @@ export interface Args {
   explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string };
   format: 'ip' | 'nft' | 'json';
   family?: 4 | 6;
+  /** the dnsmasq drop-in and reload command (include_domains / exclude_domains) */
+  dnsmasq: DnsmasqConfig;
 }
 
 const OPTIONS = {
@@ -49,17 +52,19 @@ const OPTIONS = {
   from: { type: 'string' },
   format: { type: 'string', short: 'f' },
   family: { type: 'string' },
+  'dnsmasq-conf': { type: 'string' },
+  'dnsmasq-reload': { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
 const ALLOWED: Record<CommandName, string[]> = {
-  up: ['dry-run'],
-  down: ['dry-run'],
-  apply: ['dry-run', 'full'],
+  up: ['dry-run', 'dnsmasq-conf', 'dnsmasq-reload'],
+  down: ['dry-run', 'dnsmasq-conf', 'dnsmasq-reload'],
+  apply: ['dry-run', 'full', 'dnsmasq-conf', 'dnsmasq-reload'],
   diff: ['json', 'full'],
   status: ['json'],
   check: ['json'],
-  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync'],
+  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'dnsmasq-conf', 'dnsmasq-reload'],
   explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from'],
   export: ['format', 'family'],
   help: [],
@@ -111,6 +116,10 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
   if (Number.isNaN(family)) throw new WgsplitError('USAGE', `--family must be 4 or 6 (got "${v.family}")`);
   if (!v.help && command === 'export' && rest.length) throw new WgsplitError('USAGE', `"export" takes no arguments (got ${rest.join(' ')})`);
+  const dnsmasqConf = (v['dnsmasq-conf'] as string | undefined) ?? env.WGSPLIT_DNSMASQ_CONF ?? DEFAULT_DNSMASQ_CONF;
+  if (!dnsmasqConf.startsWith('/') || dnsmasqConf.endsWith('/')) throw new WgsplitError('USAGE', `--dnsmasq-conf takes an absolute file path (got "${dnsmasqConf}")`);
+  const dnsmasqReload = (v['dnsmasq-reload'] as string | undefined) ?? env.WGSPLIT_DNSMASQ_RELOAD ?? DEFAULT_DNSMASQ_RELOAD;
+  if (!dnsmasqReload.trim()) throw new WgsplitError('USAGE', '--dnsmasq-reload must not be empty (use "true" to run nothing)');
   // no-color.org: NO_COLOR set to a non-empty value turns colours off.
   const colourEnv = !env.NO_COLOR && env.TERM !== 'dumb';
   return {
@@ -131,5 +140,6 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined },
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
+    dnsmasq: { conf: dnsmasqConf, reload: dnsmasqReload, binary: env.WGSPLIT_DNSMASQ || undefined },
   };
 }

@@ -34,6 +34,8 @@ import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
 import { fwmarkObjects } from './nftFwmark.js';
 import { mergeUnitsNft } from './nftMerge.js';
+import { domainObjects, mergeFeeds } from './nftDomains.js';
+import { hasDomains } from '../profile/marks.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
@@ -57,6 +59,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
   out.nft = mergeUnitsNft(out.units);
+  out.domainFeeds = mergeFeeds(out.units);
   out.sysctls = rpFilterNeeds(out, f);
   return out;
 }
@@ -91,12 +94,14 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * adds its condition here.
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported);
+  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasDomains(p);
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
 export function modeOf(p: Profile, f: Facts): 'rule' | 'fwmark' {
   if (p.mode !== 'auto') return p.mode;
+  // Names' addresses are learned at run time into sets: only a mark can match them.
+  if (hasDomains(p)) return 'fwmark';
   return f.ruleSelectors.supported ? 'rule' : 'fwmark';
 }
 
@@ -153,7 +158,8 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const notes: string[] = [];
   const connected = f.connected;
   const mode = modeOf(p, f);
-  if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
+  if (p.mode === 'auto' && hasDomains(p)) notes.push('mode fwmark (auto: include_domains / exclude_domains are matched by nftables sets dnsmasq fills)');
+  else if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
   const src = iface.addresses[family][0];
   const metric = ROUTE_METRIC[family];
   const excludes = familyPrefixes(p.exclude, family);
@@ -238,10 +244,10 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
   if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
-  const rules: RuleSpec[] = includes.length
+  const rules: RuleSpec[] = includes.length || p.includeDomains.length
     ? [{ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask }]
     : [];
-  const nft = fwmarkObjects({
+  const input = {
     profile: p.name,
     family,
     iface: p.interface,
@@ -253,8 +259,12 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
     uids: p.uids,
     include: includes,
     exclude: throws,
-  });
-  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft };
+  };
+  if (hasDomains(p)) {
+    const d = domainObjects({ ...input, includeDomains: p.includeDomains, excludeDomains: p.excludeDomains });
+    return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: d.nft, feeds: d.feeds };
+  }
+  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: fwmarkObjects(input) };
 }
 
 function parsePrefixOrThrow(text: string): Prefix {

@@ -17,6 +17,7 @@ import type { Profile } from '../profile/types.js';
 import { applyCommand } from '../reconcile/reconcile.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
+import type { DnsmasqPort } from '../dnsmasq/dnsmasq.js';
 import { suspects } from './culprit.js';
 import type { Logger } from './log.js';
 import { DEFAULT_SCHEDULER, Scheduler, type RunResult, type SchedulerOptions, type Trigger } from './scheduler.js';
@@ -32,6 +33,8 @@ export interface WatchOptions {
   scheduler?: SchedulerOptions;
   /** how often to look at WireGuard endpoints of UDP profiles' interfaces (0: never) */
   endpointPollMs?: number;
+  /** the dnsmasq drop-in and reload (include_domains / exclude_domains) */
+  dnsmasq?: DnsmasqPort;
 }
 
 /**
@@ -156,7 +159,7 @@ export class Watcher {
     const started = performance.now();
     const lock = await acquireLock(this.o.lockPath);
     try {
-      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true });
+      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq });
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       const reasons = [...new Set(triggers.map((t) => t.reason))];
       const fields = {
@@ -214,7 +217,7 @@ export class Watcher {
     if (this.o.cleanupOnExit) {
       const lock = await acquireLock(this.o.lockPath);
       try {
-        const r = await applyCommand(this.o.kernel, this.o.state, [], { kind: 'apply' }, undefined, { lenient: true });
+        const r = await applyCommand(this.o.kernel, this.o.state, [], { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq });
         this.o.log.info('cleaned up on exit', { removed: r.written });
       } finally {
         lock.release();

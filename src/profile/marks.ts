@@ -8,5 +8,10 @@
 import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
-  return p.mode === 'fwmark';
+  return p.mode === 'fwmark' || hasDomains(p);
+}
+
+/** Profiles with include_domains / exclude_domains match destinations by nftables sets dnsmasq fills. */
+export function hasDomains(p: Pick<Profile, 'includeDomains' | 'excludeDomains'>): boolean {
+  return (p.includeDomains?.length ?? 0) > 0 || (p.excludeDomains?.length ?? 0) > 0;
 }

@@ -10,6 +10,7 @@ import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK,
 import type { Range } from '../model/rule.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
+import { parseDomainLists } from './domains.js';
 import type { PrefixSource, Profile, Protocol } from './types.js';
 
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/; // IFNAMSIZ is 16 with the NUL; no '/' or spaces
@@ -108,8 +109,9 @@ export function parseProfile(file: string, text: string): ParseResult {
   }
 
   const families = parseFamilies(raw.families, at, atValue);
-  // include_files alone means "only these": the everything-default applies when neither is set.
-  const include = parsePrefixList('include', raw.include ?? (raw.include_files ? [] : ['0.0.0.0/0', '::/0']), raw.include !== undefined, at);
+  // include_files (or include_domains) alone means "only these": the everything-default
+  // applies when none is set.
+  const include = parsePrefixList('include', raw.include ?? (raw.include_files || raw.include_domains ? [] : ['0.0.0.0/0', '::/0']), raw.include !== undefined, at);
   for (const key of ['include_files', 'exclude_files'] as const) {
     (raw[key] ?? []).forEach((f, i) => {
       if (!f || f.includes('\0')) at(`${key}[${i}]: not a file name`, key, i);
@@ -140,6 +142,11 @@ export function parseProfile(file: string, text: string): ParseResult {
   const onDown = raw.on_down ?? 'block';
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
 
+  const domains = parseDomainLists(raw.include_domains, raw.exclude_domains, (m, key, i) => (i === undefined ? atValue(m, key) : at(m, key, i)));
+  if ((domains.include.length || domains.exclude.length) && mode === 'rule') {
+    atValue('mode = "rule" cannot match include_domains / exclude_domains: their addresses are learned at run time into nftables sets and matched by mark; remove mode (auto) or use "fwmark"', 'mode');
+  }
+
   if (problems.length) return { problems };
   return {
     problems,
@@ -164,6 +171,8 @@ export function parseProfile(file: string, text: string): ParseResult {
       fwmark,
       fwmarkMask,
       description: raw.description,
+      includeDomains: domains.include,
+      excludeDomains: domains.exclude,
     },
   };
 }

@@ -37,6 +37,12 @@ export interface Profile {
   fwmark: number;
   fwmarkMask: number;
   description?: string;
+  /**
+   * Domain names (lower case, no trailing dot) whose DNS answers dnsmasq adds to wgsplit's
+   * nftables sets (nftset=); a name covers its subdomains. include: diverted; exclude: direct.
+   */
+  includeDomains: string[];
+  excludeDomains: string[];
   /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */
   digest?: string;
 }
