@@ -7,11 +7,11 @@ _wgsplit_global_opts='-c --config -q --quiet --debug --no-color --color -h --hel
 
 _wgsplit_command_opts() {
   case $1 in
-    up | down) echo '-n --dry-run' ;;
-    apply) echo '-n --dry-run --full' ;;
+    up | down) echo '-n --dry-run --dnsmasq-conf --dnsmasq-reload' ;;
+    apply) echo '-n --dry-run --full --dnsmasq-conf --dnsmasq-reload' ;;
     diff) echo '--json --full' ;;
     status | check) echo '--json' ;;
-    watch) echo '--log-level --log-json --cleanup-on-exit --resync' ;;
+    watch) echo '--log-level --log-json --cleanup-on-exit --resync --dnsmasq-conf --dnsmasq-reload' ;;
     explain) echo '-p --proto --dport --sport --uid --from --json' ;;
     export) echo '-f --format --family' ;;
   esac
@@ -60,7 +60,13 @@ _wgsplit() {
       COMPREPLY=($(compgen -W 'debug info warn error' -- "$cur"))
       return
       ;;
-    --resync | --dport | --sport | --uid | --from)
+    --dnsmasq-conf)
+      local IFS=$'\n'
+      COMPREPLY=($(compgen -f -- "$cur"))
+      compopt -o filenames 2>/dev/null
+      return
+      ;;
+    --resync | --dport | --sport | --uid | --from | --dnsmasq-reload)
       COMPREPLY=()
       return
       ;;
@@ -76,7 +82,7 @@ _wgsplit() {
       continue
     fi
     case $w in
-      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from)
+      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --dnsmasq-conf | --dnsmasq-reload)
         skip=1
         ;;
       -*) ;;
