@@ -9,7 +9,7 @@ _wgsplit_command_opts() {
   case $1 in
     up | down) echo '-n --dry-run --dnsmasq-conf --dnsmasq-reload' ;;
     apply) echo '-n --dry-run --full --dnsmasq-conf --dnsmasq-reload' ;;
-    diff) echo '--json --full' ;;
+    diff) echo '--json --full --dnsmasq-conf' ;;
     status | check) echo '--json' ;;
     watch) echo '--log-level --log-json --cleanup-on-exit --resync --dnsmasq-conf --dnsmasq-reload' ;;
     explain) echo '-p --proto --dport --sport --uid --from --json' ;;

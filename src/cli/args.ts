@@ -61,7 +61,7 @@ const ALLOWED: Record<CommandName, string[]> = {
   up: ['dry-run', 'dnsmasq-conf', 'dnsmasq-reload'],
   down: ['dry-run', 'dnsmasq-conf', 'dnsmasq-reload'],
   apply: ['dry-run', 'full', 'dnsmasq-conf', 'dnsmasq-reload'],
-  diff: ['json', 'full'],
+  diff: ['json', 'full', 'dnsmasq-conf'],
   status: ['json'],
   check: ['json'],
   watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'dnsmasq-conf', 'dnsmasq-reload'],

@@ -140,7 +140,7 @@ async function resolve(name: string): Promise<string[]> {
 
 const reloads = () => (existsSync(ctx.reloadLog) ? readFileSync(ctx.reloadLog, 'utf8').split('\n').filter(Boolean) : []);
 const run = (args: string[], env: string[] = []) =>
-  ctx.sb.exec('host', ['env', `WGSPLIT_STATE_DIR=${ctx.wgsplit.stateDir}`, ...env, process.execPath, CLI, '--config', ctx.dir, ...args, ...(args[0] === 'explain' || args[0] === 'diff' ? [] : ctx.opts)]);
+  ctx.sb.exec('host', ['env', `WGSPLIT_STATE_DIR=${ctx.wgsplit.stateDir}`, ...env, process.execPath, CLI, '--config', ctx.dir, ...args, ...(args[0] === 'explain' ? [] : args[0] === 'diff' ? ctx.opts.slice(0, 2) : ctx.opts)]);
 
 test.before(async () => {
   ctx.sb = await createSandbox(P, { wgIface: WG });
@@ -302,10 +302,28 @@ test.serial('re-applies keep what was learned: unchanged, an unrelated profile a
   const d = await run(['diff']);
   t.is(d.exitCode, 0, d.stdout + d.stderr);
   t.deepEqual(reloads(), [`config ${ctx.dropin}`], 'the drop-in did not change: dnsmasq is left alone');
+  t.deepEqual(JSON.parse((await run(['diff', '--json'])).stdout).dnsmasq, { conf: ctx.dropin, inSync: true });
   t.is(await ctx.sb.probe('host', 'tcp', NAMES.video.v4, PORT.http), ADDR.vpnPublic);
   removeProfile(ctx.dir, 'unrelated');
   t.is((await run(['apply'])).exitCode, 0);
   t.deepEqual(await vals('video_v4_include_domains'), learned);
+});
+
+test.serial('the drop-in deleted by hand: diff reports it (exit 1), apply writes it again and restarts dnsmasq; learned addresses stay', async (t) => {
+  const learned = await vals('video_v4_include_domains');
+  const text = readFileSync(ctx.dropin, 'utf8');
+  rmSync(ctx.dropin);
+  const d = await run(['diff']);
+  t.is(d.exitCode, 1, d.stdout + d.stderr);
+  t.regex(d.stdout, /~ dnsmasq drop-in .*wgsplit\.conf: not what the profiles/);
+  const pid = resolverPid();
+  const r = await run(['apply']);
+  t.is(r.exitCode, 0, r.stderr);
+  t.is(readFileSync(ctx.dropin, 'utf8'), text);
+  t.deepEqual(reloads().slice(-1), [`config ${ctx.dropin}`]);
+  t.not(resolverPid(), pid, 'restarted: dnsmasq reads nftset= lines only at start');
+  t.deepEqual(await vals('video_v4_include_domains'), learned);
+  t.is((await run(['diff'])).exitCode, 0);
 });
 
 test.serial('sets created empty again (the table deleted by hand): apply asks dnsmasq to drop its cache (SIGHUP), so the next lookup fills them', async (t) => {

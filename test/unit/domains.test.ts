@@ -221,7 +221,8 @@ test('--dnsmasq-conf / --dnsmasq-reload, else WGSPLIT_DNSMASQ_CONF / WGSPLIT_DNS
   t.deepEqual(parseCli(['up', 'wg0'], env, false).dnsmasq, { conf: '/run/x/wgsplit.conf', reload: 'pkill -HUP -F /run/dnsmasq.pid', binary: undefined });
   t.deepEqual(parseCli(['down', 'wg0', '--dnsmasq-conf', '/tmp/a.conf', '--dnsmasq-reload', 'true'], env, false).dnsmasq, { conf: '/tmp/a.conf', reload: 'true', binary: undefined });
   t.throws(() => parseCli(['apply', '--dnsmasq-conf', 'rel.conf'], {}, false), { message: /absolute file path/ });
-  t.throws(() => parseCli(['diff', '--dnsmasq-conf', '/a'], {}, false), { message: /does not apply to "diff"/ });
+  t.throws(() => parseCli(['status', '--dnsmasq-conf', '/a'], {}, false), { message: /does not apply to "status"/ });
+  t.throws(() => parseCli(['diff', '--dnsmasq-reload', 'true'], {}, false), { message: /does not apply to "diff"/ });
 });
 
 // --- reconcile with the fakes ------------------------------------------------------------------
