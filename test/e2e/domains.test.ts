@@ -140,7 +140,7 @@ async function resolve(name: string): Promise<string[]> {
 
 const reloads = () => (existsSync(ctx.reloadLog) ? readFileSync(ctx.reloadLog, 'utf8').split('\n').filter(Boolean) : []);
 const run = (args: string[], env: string[] = []) =>
-  ctx.sb.exec('host', ['env', `WGSPLIT_STATE_DIR=${ctx.wgsplit.stateDir}`, ...env, process.execPath, CLI, '--config', ctx.dir, ...args, ...(args[0] === 'explain' ? [] : args[0] === 'diff' ? ctx.opts.slice(0, 2) : ctx.opts)]);
+  ctx.sb.exec('host', ['env', `WGSPLIT_STATE_DIR=${ctx.wgsplit.stateDir}`, ...env, process.execPath, CLI, '--config', ctx.dir, ...args, ...(['up', 'down', 'apply'].includes(args[0]) ? ctx.opts : args[0] === 'diff' ? ctx.opts.slice(0, 2) : [])]);
 
 test.before(async () => {
   ctx.sb = await createSandbox(P, { wgIface: WG });
@@ -303,6 +303,9 @@ test.serial('re-applies keep what was learned: unchanged, an unrelated profile a
   t.is(d.exitCode, 0, d.stdout + d.stderr);
   t.deepEqual(reloads(), [`config ${ctx.dropin}`], 'the drop-in did not change: dnsmasq is left alone');
   t.deepEqual(JSON.parse((await run(['diff', '--json'])).stdout).dnsmasq, { conf: ctx.dropin, inSync: true });
+  const st = await run(['status']);
+  t.regex(st.stdout, /set video_v4_include_domains: 2 addresses learned by dnsmasq for video\.test/);
+  t.regex(st.stdout, /set video_v6_include_domains: 2 addresses learned by dnsmasq for video\.test/);
   t.is(await ctx.sb.probe('host', 'tcp', NAMES.video.v4, PORT.http), ADDR.vpnPublic);
   removeProfile(ctx.dir, 'unrelated');
   t.is((await run(['apply'])).exitCode, 0);
