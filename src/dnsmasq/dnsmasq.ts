@@ -20,6 +20,7 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { WgsplitError } from '../errors.js';
+import { isOurs } from './dropin.js';
 
 export const DEFAULT_DNSMASQ_CONF = '/etc/dnsmasq.d/wgsplit.conf';
 export const DEFAULT_DNSMASQ_RELOAD = 'systemctl try-restart dnsmasq.service';
@@ -94,6 +95,7 @@ export class LinuxDnsmasq implements DnsmasqPort {
         `the directory of the dnsmasq drop-in ${this.config.conf} does not exist: install the dnsmasq service (its configuration reads /etc/dnsmasq.d) or point --dnsmasq-conf (WGSPLIT_DNSMASQ_CONF) at a file your dnsmasq reads (conf-file= / conf-dir=)`,
       );
     }
+    if (!isOurs(this.read())) throw new WgsplitError('ENVIRONMENT', `${this.config.conf} exists and was not written by wgsplit; refusing to overwrite it (choose another --dnsmasq-conf)`);
     try {
       accessSync(dir, constants.W_OK);
     } catch {
@@ -114,6 +116,10 @@ export class LinuxDnsmasq implements DnsmasqPort {
     const conf = this.config.conf;
     const before = this.read();
     const out: DnsmasqSync = { conf, written: false };
+    if (!isOurs(before)) {
+      if (!content) return out; // someone else's file, and nothing for us to say: leave it
+      throw new WgsplitError('ENVIRONMENT', `${conf} exists and was not written by wgsplit; refusing to overwrite it (choose another --dnsmasq-conf)`);
+    }
     if (before !== content) {
       this.write(content);
       out.written = true;

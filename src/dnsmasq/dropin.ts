@@ -14,6 +14,15 @@ import type { DomainFeed } from '../compile/nftDomains.js';
 
 export const DROPIN_HEADER = '# Written by wgsplit from the include_domains / exclude_domains of its profiles; do not edit\n# (wgsplit apply rewrites it). See wgsplit.toml(5).\n';
 
+/**
+ * Is this drop-in text wgsplit's (or no file at all)? A file at the configured path that
+ * wgsplit did not write (a mistyped --dnsmasq-conf naming dnsmasq.conf itself) is never
+ * overwritten or removed.
+ */
+export function isOurs(text: string): boolean {
+  return text === '' || text.startsWith(DROPIN_HEADER.split('\n')[0]);
+}
+
 /** The file's whole content; '' when no profile lists a domain (the file is then removed). */
 export function renderDropin(feeds: DomainFeed[]): string {
   const byDomain = new Map<string, string[]>();

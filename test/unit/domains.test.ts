@@ -6,10 +6,13 @@
  * created empty asks for dnsmasq's cache to be dropped, down removes sets and lines.
  */
 import test from 'ava';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { compile, mayNeedNft } from '../../src/compile/compile.js';
 import { DOMAIN_SET_TIMEOUT, type DomainFeed } from '../../src/compile/nftDomains.js';
 import { FakeDnsmasq } from '../../src/dnsmasq/fake.js';
-import { hasNftset } from '../../src/dnsmasq/dnsmasq.js';
+import { LinuxDnsmasq, hasNftset } from '../../src/dnsmasq/dnsmasq.js';
 import { DROPIN_HEADER, cacheStale, renderDropin } from '../../src/dnsmasq/dropin.js';
 import { dumpNft } from '../../src/model/nft.js';
 import { checkDomain } from '../../src/profile/domains.js';
@@ -294,4 +297,54 @@ test('reconcile: down and removing the profile remove the sets and the drop-in l
   t.is(dns.content, '');
   t.false(k.nft.present);
   t.deepEqual(dns.reloads, ['config', 'config', 'config']);
+});
+
+// --- LinuxDnsmasq on real files (a temporary directory, a stand-in dnsmasq binary) ----------
+
+function sandboxDir(t: { teardown: (f: () => void) => void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'wgsplit-unit-dnsmasq-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = join(dir, 'dnsmasq');
+  writeFileSync(bin, '#!/bin/sh\necho "Dnsmasq version 2.90"\necho "Compile time options: IPv6 ipset nftset auth"\n', { mode: 0o755 });
+  mkdirSync(join(dir, 'conf.d'));
+  const log = join(dir, 'reloads');
+  const reload = `echo "$WGSPLIT_DNSMASQ_REASON $WGSPLIT_DNSMASQ_CONF" >>${log}`;
+  const reloads = () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []);
+  return { dir, bin, conf: join(dir, 'conf.d', 'wgsplit.conf'), reload, reloads };
+}
+
+test('LinuxDnsmasq: writes only on change, reloads with the reason, removes the file when no names are left', async (t) => {
+  const s = sandboxDir(t);
+  const d = new LinuxDnsmasq({ conf: s.conf, reload: s.reload, binary: s.bin });
+  await d.check();
+  const text = DROPIN_HEADER + 'nftset=/a.test/4#inet#wgsplit#x_v4_include_domains\n';
+  t.deepEqual(await d.sync(text, true), { conf: s.conf, written: true, reloaded: 'config' });
+  t.is(readFileSync(s.conf, 'utf8'), text);
+  t.deepEqual(await d.sync(text, false), { conf: s.conf, written: false });
+  t.deepEqual(await d.sync(text, true), { conf: s.conf, written: false, reloaded: 'cache' });
+  t.deepEqual(await d.sync('', false), { conf: s.conf, written: true, reloaded: 'config' });
+  t.false(existsSync(s.conf));
+  t.deepEqual(await d.sync('', true), { conf: s.conf, written: false }, 'nothing there, nothing to say');
+  t.deepEqual(s.reloads(), [`config ${s.conf}`, `cache ${s.conf}`, `config ${s.conf}`]);
+});
+
+test('LinuxDnsmasq: a failing reload is an error and puts the old drop-in back (the next apply retries)', async (t) => {
+  const s = sandboxDir(t);
+  const d = new LinuxDnsmasq({ conf: s.conf, reload: 'echo nope >&2; exit 4', binary: s.bin });
+  await t.throwsAsync(d.sync(DROPIN_HEADER + 'nftset=/a.test/4#inet#wgsplit#s\n', false), { message: /reload command failed \(exit 4\): echo nope >&2; exit 4: nope/ });
+  t.false(existsSync(s.conf));
+});
+
+test('LinuxDnsmasq: refuses without nftset, without the directory, and over a file wgsplit did not write', async (t) => {
+  const s = sandboxDir(t);
+  writeFileSync(s.bin, '#!/bin/sh\necho "Dnsmasq version 2.86"\necho "Compile time options: IPv6 ipset no-nftset"\n');
+  await t.throwsAsync(new LinuxDnsmasq({ conf: s.conf, reload: 'true', binary: s.bin }).check(), { message: /version 2\.86\) has no nftset support/ });
+  await t.throwsAsync(new LinuxDnsmasq({ conf: s.conf, reload: 'true', binary: join(s.dir, 'none') }).check(), { message: /dnsmasq is not installed .*apt-get install dnsmasq/ });
+  writeFileSync(s.bin, '#!/bin/sh\necho "Compile time options: nftset"\n');
+  await t.throwsAsync(new LinuxDnsmasq({ conf: join(s.dir, 'missing.d', 'x.conf'), reload: 'true', binary: s.bin }).check(), { message: /directory of the dnsmasq drop-in .* does not exist/ });
+  writeFileSync(s.conf, 'server=1.1.1.1\n');
+  const d = new LinuxDnsmasq({ conf: s.conf, reload: 'true', binary: s.bin });
+  await t.throwsAsync(d.check(), { message: /was not written by wgsplit; refusing to overwrite it/ });
+  t.deepEqual(await d.sync('', true), { conf: s.conf, written: false }, 'and never removed');
+  t.is(readFileSync(s.conf, 'utf8'), 'server=1.1.1.1\n');
 });

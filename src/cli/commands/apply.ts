@@ -8,7 +8,7 @@ import { formatProblem, WgsplitError } from '../../errors.js';
 import { acquireLock } from '../../state/lock.js';
 import { lockFilePath } from '../../state/owned.js';
 import { LinuxDnsmasq } from '../../dnsmasq/dnsmasq.js';
-import { renderDropin } from '../../dnsmasq/dropin.js';
+import { isOurs, renderDropin } from '../../dnsmasq/dropin.js';
 
 export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
   let profiles: Profile[];
@@ -38,7 +38,8 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
       const text = renderPlan(c.plan, { colour: ctx.args.colour, full: ctx.args.full });
       ctx.out(text || `wgsplit: ${label}: nothing to do, the kernel already matches\n`);
       const dropin = renderDropin(c.desired.domainFeeds ?? []);
-      if (dropin !== dnsmasq.read()) ctx.out(`dnsmasq: would ${dropin ? `write ${dnsmasq.config.conf} (${dropin.split('\n').filter((l) => l.startsWith('nftset=')).length} nftset lines)` : `remove ${dnsmasq.config.conf}`}, then run: ${dnsmasq.config.reload}\n`);
+      const have = dnsmasq.read();
+      if (dropin !== have && (dropin || isOurs(have))) ctx.out(`dnsmasq: would ${dropin ? `write ${dnsmasq.config.conf} (${dropin.split('\n').filter((l) => l.startsWith('nftset=')).length} nftset lines)` : `remove ${dnsmasq.config.conf}`}, then run: ${dnsmasq.config.reload}\n`);
       return 0;
     }
     const started = performance.now();

@@ -5,7 +5,7 @@ import { renderPlan } from '../../plan/render.js';
 import type { Context } from '../context.js';
 import { EXIT_DRIFT } from '../exitCodes.js';
 import { LinuxDnsmasq } from '../../dnsmasq/dnsmasq.js';
-import { renderDropin } from '../../dnsmasq/dropin.js';
+import { isOurs, renderDropin } from '../../dnsmasq/dropin.js';
 
 export async function diffCommand(ctx: Context): Promise<number> {
   const { profiles } = loadProfileDir(ctx.args.config);
@@ -14,7 +14,9 @@ export async function diffCommand(ctx: Context): Promise<number> {
     const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
     // The dnsmasq drop-in is part of what apply makes (never the elements dnsmasq learned).
     const dnsmasq = (ctx.dnsmasq ?? ((x) => new LinuxDnsmasq(x)))(ctx.args.dnsmasq);
-    const dropinInSync = renderDropin(c.desired.domainFeeds ?? []) === dnsmasq.read();
+    const want = renderDropin(c.desired.domainFeeds ?? []);
+    const have = dnsmasq.read();
+    const dropinInSync = want === have || (!want && !isOurs(have));
     const inSync = c.plan.ops.length === 0 && c.desired.errors.length === 0 && dropinInSync;
     if (ctx.args.json) {
       ctx.out(JSON.stringify({ inSync, errors: c.desired.errors, warnings: c.desired.warnings, ops: c.plan.ops, dnsmasq: { conf: dnsmasq.config.conf, inSync: dropinInSync } }, null, 1) + '\n');
