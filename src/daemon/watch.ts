@@ -168,6 +168,7 @@ export class Watcher {
         apply_ms: +(performance.now() - started).toFixed(1),
       };
       for (const e of r.desired.errors) this.o.log.error(e);
+      if (r.dnsmasq?.reloaded) this.o.log.info(r.dnsmasq.reloaded === 'config' ? 'dnsmasq drop-in changed, reloaded dnsmasq' : 'domain sets created empty, reloaded dnsmasq to drop its cache', { conf: r.dnsmasq.conf });
       if (r.written) {
         const counts = new Map<string, number>();
         for (const o of r.plan.ops) {
