@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
 import { DEFAULT_DNSMASQ_CONF, DEFAULT_DNSMASQ_RELOAD, type DnsmasqConfig } from '../dnsmasq/dnsmasq.js';
 
-export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'help', 'version'] as const;
+export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'exec', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 export interface Args {
@@ -23,7 +23,9 @@ export interface Args {
   logJson: boolean;
   cleanupOnExit: boolean;
   resyncSeconds: number;
-  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string };
+  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string; app?: string; pid?: number };
+  /** `exec PROFILE [--user USER] -- COMMAND [ARGS]` */
+  exec?: { profile: string; user?: string; command: string[] };
   format: 'ip' | 'nft' | 'json';
   family?: 4 | 6;
   /** the dnsmasq drop-in and reload command (include_domains / exclude_domains) */
@@ -52,6 +54,9 @@ const OPTIONS = {
   from: { type: 'string' },
   format: { type: 'string', short: 'f' },
   family: { type: 'string' },
+  user: { type: 'string', short: 'u' },
+  app: { type: 'string' },
+  pid: { type: 'string' },
   'dnsmasq-conf': { type: 'string' },
   'dnsmasq-reload': { type: 'string' },
 } as const;
@@ -65,8 +70,9 @@ const ALLOWED: Record<CommandName, string[]> = {
   status: ['json'],
   check: ['json'],
   watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'dnsmasq-conf', 'dnsmasq-reload'],
-  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from'],
+  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from', 'app', 'pid'],
   export: ['format', 'family'],
+  exec: ['user'],
   help: [],
   version: [],
 };
@@ -75,7 +81,7 @@ const GLOBAL = ['config', 'debug', 'quiet', 'no-color', 'color', 'help', 'versio
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean): Args {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
   } catch (e) {
     throw new WgsplitError('USAGE', (e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
   }
@@ -110,7 +116,20 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   const proto = v.proto as string | undefined;
   if (proto !== undefined && !['tcp', 'udp', 'icmp'].includes(proto)) throw new WgsplitError('USAGE', `--proto must be tcp, udp or icmp (got "${proto}")`);
   if ((v.dport !== undefined || v.sport !== undefined) && proto !== 'tcp' && proto !== 'udp') throw new WgsplitError('USAGE', '--dport and --sport need --proto tcp or udp');
-  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--json]');
+  // exec: PROFILE before `--`, the command after it (its options are its own, never ours).
+  let exec: Args['exec'];
+  if (command === 'exec' && !v.help) {
+    const term = parsed.tokens.findIndex((t) => t.kind === 'option-terminator');
+    const before = term < 0 ? rest.length : parsed.tokens.slice(0, term).filter((t) => t.kind === 'positional').length - 1;
+    const usage = 'usage: wgsplit exec PROFILE [--user USER] -- COMMAND [ARGS...]';
+    if (term < 0) throw new WgsplitError('USAGE', `${usage} (the "--" before COMMAND is required)`);
+    if (before !== 1) throw new WgsplitError('USAGE', before === 0 ? `${usage} (no PROFILE given)` : `${usage} (one PROFILE before "--", got ${rest.slice(0, before).join(' ')})`);
+    if (rest.length < 2) throw new WgsplitError('USAGE', `${usage} (no COMMAND after "--")`);
+    if (v.user !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(v.user as string)) throw new WgsplitError('USAGE', `--user takes a user name or uid, got "${v.user}"`);
+    exec = { profile: rest[0], user: v.user as string | undefined, command: rest.slice(1) };
+  }
+  if (v.app !== undefined && v.pid !== undefined) throw new WgsplitError('USAGE', '--app and --pid both name the application: give one');
+  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--app CGROUP | --pid PID] [--json]');
   const format = (v.format as string | undefined) ?? 'ip';
   if (!['ip', 'nft', 'json'].includes(format)) throw new WgsplitError('USAGE', `--format must be ip, nft or json (got "${format}")`);
   const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
@@ -137,7 +156,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     logJson: !!v['log-json'],
     cleanupOnExit: !!v['cleanup-on-exit'],
     resyncSeconds: Number(resyncText),
-    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined },
+    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined, app: v.app as string | undefined, pid: num('pid', 4194304) },
+    exec,
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
     dnsmasq: { conf: dnsmasqConf, reload: dnsmasqReload, binary: env.WGSPLIT_DNSMASQ || undefined },

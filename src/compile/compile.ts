@@ -33,6 +33,8 @@ import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
 import { fwmarkObjects } from './nftFwmark.js';
+import { appsObjects, appsUnavailable, waitingCgroups } from './apps.js';
+import { hasApps } from '../profile/apps.js';
 import { mergeUnitsNft } from './nftMerge.js';
 import { domainObjects, mergeFeeds } from './nftDomains.js';
 import { hasDomains } from '../profile/marks.js';
@@ -43,6 +45,12 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   const f = input instanceof Map ? facts(input) : input;
   const out: Desired = { units: [], errors: [], warnings: [] };
   for (const p of profiles) {
+    const noApps = appsUnavailable(p, f);
+    if (noApps) {
+      out.errors.push(noApps);
+      continue;
+    }
+    for (const x of f.cgroups && hasApps(p) ? waitingCgroups(p, f.cgroups) : []) out.warnings.push(`profile ${p.name}: waiting for cgroup ${x}: it does not exist (yet); its traffic is matched once it does`);
     const cached = reuse?.(p);
     if (cached) out.units.push(...cached);
     else compileProfile(p, f, out);
@@ -94,12 +102,13 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * adds its condition here.
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasDomains(p);
+  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p);
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
 export function modeOf(p: Profile, f: Facts): 'rule' | 'fwmark' {
   if (p.mode !== 'auto') return p.mode;
+  if (hasApps(p)) return 'fwmark'; // applications are told apart by nftables only
   // Names' addresses are learned at run time into sets: only a mark can match them.
   if (hasDomains(p)) return 'fwmark';
   return f.ruleSelectors.supported ? 'rule' : 'fwmark';
@@ -158,7 +167,8 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const notes: string[] = [];
   const connected = f.connected;
   const mode = modeOf(p, f);
-  if (p.mode === 'auto' && hasDomains(p)) notes.push('mode fwmark (auto: include_domains / exclude_domains are matched by nftables sets dnsmasq fills)');
+  if (p.mode === 'auto' && hasApps(p)) notes.push('mode fwmark (apps: applications are matched by their cgroup in nftables)');
+  else if (p.mode === 'auto' && hasDomains(p)) notes.push('mode fwmark (auto: include_domains / exclude_domains are matched by nftables sets dnsmasq fills)');
   else if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
   const src = iface.addresses[family][0];
   const metric = ROUTE_METRIC[family];
@@ -185,7 +195,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const included = coverIndex(includes);
   const usefulThrows = throws.filter((t) => included(t));
 
-  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes);
+  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes, f);
 
   const routes: RouteSpec[] = [];
   for (const inc of includes) {
@@ -239,7 +249,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
  * one rule per family sends marked packets to it. No source trick is needed: only packets
  * of connections this host opened are marked, and SNAT fixes their source.
  */
-function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[]): Unit {
+function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[], f: Facts): Unit {
   const routes: RouteSpec[] = [];
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
@@ -260,11 +270,15 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
     include: includes,
     exclude: throws,
   };
+  // (apps and domains in one profile are refused by parse.ts)
   if (hasDomains(p)) {
     const d = domainObjects({ ...input, includeDomains: p.includeDomains, excludeDomains: p.excludeDomains });
     return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: d.nft, feeds: d.feeds };
   }
-  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: fwmarkObjects(input) };
+  const apps = hasApps(p) && f.cgroups;
+  if (apps) for (const x of waitingCgroups(p, apps)) notes.push(`waiting for cgroup ${x}: it does not exist (yet)`);
+  const nft = apps ? appsObjects(input, p, apps) : fwmarkObjects(input);
+  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft };
 }
 
 function parsePrefixOrThrow(text: string): Prefix {

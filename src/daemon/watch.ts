@@ -9,7 +9,9 @@ import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { createHash } from 'node:crypto';
 import { formatProblem, WgsplitError } from '../errors.js';
 import { classify } from '../kernel/events.js';
-import { IpMonitor } from '../kernel/monitor.js';
+import { IpMonitor, NftMonitor } from '../kernel/monitor.js';
+import { classifyNft } from '../kernel/nftEvents.js';
+import { findNft } from '../kernel/nftPath.js';
 import { wgEndpoints } from '../kernel/wg.js';
 import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
@@ -19,6 +21,9 @@ import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
 import type { DnsmasqPort } from '../dnsmasq/dnsmasq.js';
 import { suspects } from './culprit.js';
+import { CgroupWatch } from './cgroupWatch.js';
+import { cgroupPathsOf } from '../compile/apps.js';
+import { cgroup2, ownCgroupBase } from '../kernel/cgroup.js';
 import type { Logger } from './log.js';
 import { DEFAULT_SCHEDULER, Scheduler, type RunResult, type SchedulerOptions, type Trigger } from './scheduler.js';
 
@@ -58,6 +63,15 @@ export class Watcher {
   private endpointTimer?: NodeJS.Timeout;
   private readonly endpointsSeen = new Map<string, string>();
   private lastDesired?: string;
+  /** `nft monitor`, running while wgsplit's table is wanted or present */
+  private nftMonitor?: NftMonitor;
+  /** sets whose elements someone else fills (their element events are not drift) */
+  private externalSets = new Set<string>();
+  // cgroups of `apps` profiles: a created or re-created one needs its rule loaded again
+  private readonly cgroups = new CgroupWatch(
+    (why) => this.scheduler.trigger(why, false),
+    (msg, fields) => this.o.log.warn(msg, fields),
+  );
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
@@ -130,6 +144,8 @@ export class Watcher {
       this.ourTables = new Set(profiles.map((p) => p.table));
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       this.o.log.info('profiles loaded', { why, profiles: profiles.map((p) => p.name).join(',') || '(none)' });
+      const cgroupPaths = cgroupPathsOf(profiles, ownCgroupBase());
+      this.cgroups.set(cgroupPaths.length ? cgroup2().mount : undefined, cgroupPaths);
       if (why !== 'start') this.scheduleEndpointPoll(); // a UDP profile may have come or gone
       return true;
     } catch (e) {
@@ -187,6 +203,8 @@ export class Watcher {
         .digest('hex');
       const changed = desired !== this.lastDesired;
       this.lastDesired = desired;
+      this.externalSets = new Set((r.desired.nft?.sets ?? []).filter((x) => x.external).map((x) => x.name));
+      this.followNft(!!r.desired.nft || !!r.observed.nft?.present);
       return { wrote: r.written, repair: !changed };
     } catch (e) {
       const err = e as WgsplitError;
@@ -208,12 +226,54 @@ export class Watcher {
     });
   }
 
+  /**
+   * The nft event source follows the table: started when a reconcile wants or finds it,
+   * stopped when neither (a rule-mode-only setup runs no `nft monitor` at all).
+   */
+  private followNft(wanted: boolean): void {
+    if (this.stopping) return;
+    if (wanted && !this.nftMonitor) {
+      const nft = findNft();
+      if (!nft) return;
+      this.nftMonitor = new NftMonitor(
+        {
+          line: (l) => this.onNftLine(l),
+          restarted: (attempt, reason) => {
+            this.o.log.warn('nft event source restarted; re-syncing', { reason, attempt });
+            this.scheduler.trigger('nft event source restarted', false);
+          },
+        },
+        nft,
+      );
+      this.nftMonitor.start();
+      // Events may have been missed before the monitor listened: look once more.
+      this.scheduler.trigger('nft event source started', false);
+    } else if (!wanted && this.nftMonitor) {
+      this.nftMonitor.stop();
+      this.nftMonitor = undefined;
+    }
+  }
+
+  /** The nft monitor child's pid (tests end it to prove supervision). */
+  get nftMonitorPid(): number | undefined {
+    return this.nftMonitor?.pid;
+  }
+
+  private onNftLine(line: string): void {
+    const ev = classifyNft(line, this.externalSets);
+    if (!ev.relevant) return;
+    this.o.log.debug('event', { event: ev.summary });
+    this.scheduler.trigger(ev.summary, true);
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     this.monitor.stop();
+    this.nftMonitor?.stop();
     clearInterval(this.resyncTimer);
     clearTimeout(this.reloadTimer);
     clearTimeout(this.endpointTimer);
+    this.cgroups.close();
     await this.fsWatcher?.close();
     if (this.o.cleanupOnExit) {
       const lock = await acquireLock(this.o.lockPath);

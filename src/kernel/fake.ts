@@ -22,7 +22,7 @@
  * Every executed operation is appended to `log` as `<op> <opText>`; `dump()` is the sorted
  * text of every rule and route, for golden comparisons.
  */
-import type { InterfaceFacts } from '../compile/facts.js';
+import type { CgroupFacts, InterfaceFacts } from '../compile/facts.js';
 import { absentInterface } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
@@ -122,6 +122,18 @@ export class FakeKernel implements KernelPort {
   /** sysctls by path under /proc/sys */
   sysctls = new Map<string, number>();
 
+  /** cgroup v2 as the fake's machine has it: ids of existing cgroups, hybrid layout by default */
+  cgroupIds = new Map<string, number>();
+  cgroupPrefix = 'unified/';
+  cgroupOwnBase = 'wgsplit.slice';
+  cgroupsUnavailable?: string;
+
+  async cgroups(paths: string[]): Promise<CgroupFacts> {
+    const ids: Record<string, number> = {};
+    for (const p of paths) if (this.cgroupIds.has(p)) ids[p] = this.cgroupIds.get(p)!;
+    return { nftPrefix: this.cgroupPrefix, ids, ownBase: this.cgroupOwnBase, ...(this.cgroupsUnavailable && { unavailable: this.cgroupsUnavailable }) };
+  }
+
   async readSysctls(paths: string[]): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const p of paths) if (this.sysctls.has(p)) out[p] = this.sysctls.get(p)!;
@@ -179,13 +191,14 @@ export class FakeKernel implements KernelPort {
 
   close(): void {}
 
-  /** Sorted text of every rule and route (ours and foreign), one per line. */
+  /** Sorted text of every rule and route (ours and foreign), one per line, then the nft table's objects. */
   dump(): string {
     const lines = [
       ...this.rules.map((r) => `rule -${r.family} ${ruleText(r)}`),
       ...this.routes.map((r) => `route -${r.family} ${routeText(r)}`),
     ].sort();
-    return lines.length ? lines.join('\n') + '\n' : '';
+    const nft = this.nft.dump();
+    return (lines.length ? lines.join('\n') + '\n' : '') + (nft ? nft.replace(/^/gm, 'nft ').replace(/nft $/, '') : '');
   }
 
   private execute(o: Op): void {

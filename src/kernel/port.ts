@@ -2,7 +2,7 @@
  * The seam between the pure core and the kernel: reconcile is written against KernelPort,
  * so tests can swap in the in-memory fake (fake.ts) and golden-test whole commands.
  */
-import type { ConnectedRoute, InterfaceFacts } from '../compile/facts.js';
+import type { CgroupFacts, ConnectedRoute, InterfaceFacts } from '../compile/facts.js';
 import type { Observed } from '../plan/diff.js';
 import type { Plan } from '../plan/plan.js';
 import type { LookupQuery, LookupResult } from './lookup.js';
@@ -24,6 +24,8 @@ export interface KernelPort {
   lookup?(q: LookupQuery): Promise<LookupResult>;
   /** add, read back and delete a rule that matches nothing: does the kernel keep every selector? */
   probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[]; definitive?: boolean }>;
+  /** cgroup v2: the mount's nft prefix, the ids of those of `paths` that exist, what is missing for matching */
+  cgroups?(paths: string[]): Promise<CgroupFacts>;
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

@@ -5,10 +5,11 @@
  * profiles with one mark would route each other's traffic. One place for the question, so
  * validateSet (every profile at load) and compile (the fwmark rule) never disagree.
  */
+import { hasApps } from './apps.js';
 import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
-  return p.mode === 'fwmark' || hasDomains(p);
+  return p.mode === 'fwmark' || hasApps(p) || hasDomains(p);
 }
 
 /** Profiles with include_domains / exclude_domains match destinations by nftables sets dnsmasq fills. */

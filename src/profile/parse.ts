@@ -8,6 +8,7 @@ import { parsePrefix, type Family, type Prefix } from '../model/prefix.js';
 import { namedSet, NAMED_SETS } from '../model/namedSets.js';
 import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
 import type { Range } from '../model/rule.js';
+import { parseApps } from './apps.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
 import { parseDomainLists } from './domains.js';
@@ -142,9 +143,13 @@ export function parseProfile(file: string, text: string): ParseResult {
   const onDown = raw.on_down ?? 'block';
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
 
+  const { apps, excludeApps } = parseApps(raw, at, atValue);
   const domains = parseDomainLists(raw.include_domains, raw.exclude_domains, (m, key, i) => (i === undefined ? atValue(m, key) : at(m, key, i)));
   if ((domains.include.length || domains.exclude.length) && mode === 'rule') {
     atValue('mode = "rule" cannot match include_domains / exclude_domains: their addresses are learned at run time into nftables sets and matched by mark; remove mode (auto) or use "fwmark"', 'mode');
+  }
+  if ((domains.include.length || domains.exclude.length) && (apps !== undefined || excludeApps !== undefined)) {
+    atValue('apps / exclude_apps and include_domains / exclude_domains cannot be combined in one profile yet; use two profiles (each with its own table, priority and fwmark)', raw.include_domains ? 'include_domains' : 'exclude_domains');
   }
 
   if (problems.length) return { problems };
@@ -171,6 +176,8 @@ export function parseProfile(file: string, text: string): ParseResult {
       fwmark,
       fwmarkMask,
       description: raw.description,
+      ...(apps !== undefined && { apps }),
+      ...(excludeApps !== undefined && { excludeApps }),
       includeDomains: domains.include,
       excludeDomains: domains.exclude,
     },

@@ -28,6 +28,8 @@ export const profileSchema = z
     fwmark: z.number().int().optional(),
     fwmark_mask: z.number().int().optional(),
     description: z.string().optional(),
+    apps: stringList.optional(),
+    exclude_apps: stringList.optional(),
     include_domains: stringList.optional(),
     exclude_domains: stringList.optional(),
   })

@@ -38,6 +38,14 @@ export interface Profile {
   fwmarkMask: number;
   description?: string;
   /**
+   * cgroup v2 paths (relative to the v2 root, no leading `/`) whose processes' traffic the
+   * profile takes (each with its subtree, plus wgsplit's own cgroup for the profile, see
+   * `wgsplit exec`); undefined = not limited to applications
+   */
+  apps?: string[];
+  /** cgroup v2 paths whose processes' traffic this profile leaves alone */
+  excludeApps?: string[];
+  /**
    * Domain names (lower case, no trailing dot) whose DNS answers dnsmasq adds to wgsplit's
    * nftables sets (nftset=); a name covers its subdomains. include: diverted; exclude: direct.
    */

@@ -3,6 +3,9 @@
  * StateStore so it runs unchanged on the real kernel and on the fake.
  */
 import { compile, mayNeedNft } from '../compile/compile.js';
+import { cgroupPathsOf } from '../compile/apps.js';
+import { ownCgroupBase } from '../kernel/cgroup.js';
+import { hasApps } from '../profile/apps.js';
 import type { Desired } from '../compile/desired.js';
 import { facts as makeFacts, type Facts, type InterfaceFacts } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
@@ -49,14 +52,16 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   const changedSysctls = owned.sysctls ?? {};
   const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
-  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls });
+  // Application profiles: which of their cgroups exist now, and with which ids (compile/apps.ts).
+  const cgroups = profiles.some(hasApps) && kernel.cgroups ? await kernel.cgroups(cgroupPathsOf(profiles, ownCgroupBase())) : undefined;
+  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls, cgroups });
   const desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
   // The nftables table is one for all profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft && profiles.length > selected.length) {
     const others = profiles.filter((p) => !selected.includes(p));
     const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
     for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
-    const all = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors }));
+    const all = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, cgroups }));
     desired.nft = all.nft;
     desired.domainFeeds = all.domainFeeds;
   }

@@ -91,6 +91,15 @@ export interface ExecOptions {
   uid?: number;
   /** Kill after this many ms (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Enter only the network namespace (`nsenter --net`), not `ip netns exec`: that one mounts
+   * a fresh sysfs, so /sys/fs/cgroup is empty inside it and cgroup v2 cannot be used.
+   */
+  nsenter?: boolean;
+  /** Run in this cgroup v2 (a directory under the v2 mount, joined as root first); implies nsenter. */
+  cgroup?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
 }
 
 export interface ProbeOptions {
@@ -99,6 +108,8 @@ export interface ProbeOptions {
   timeoutMs?: number;
   /** Source address to bind. */
   bind?: string;
+  /** Probe from a process in this cgroup v2 directory (see ExecOptions.cgroup). */
+  cgroup?: string;
 }
 
 export interface Sandbox {
@@ -158,14 +169,17 @@ export async function createSandbox(prefix: string, opts: { wgIface?: string } =
   const exec: Sandbox['exec'] = (n, argv, o = {}) => {
     const asUser =
       o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', '--'];
-    return run('ip', ['netns', 'exec', nsName(n), ...asUser, ...argv], o.timeoutMs ?? 30_000);
+    const env = o.env ? ['env', ...Object.entries(o.env).map(([k, v]) => `${k}=${v}`)] : [];
+    if (!o.nsenter && !o.cgroup) return run('ip', ['netns', 'exec', nsName(n), ...env, ...asUser, ...argv], o.timeoutMs ?? 30_000);
+    const join = o.cgroup ? ['sh', '-c', 'echo $$ >"$0/cgroup.procs" && exec "$@"', o.cgroup] : [];
+    return run('nsenter', [`--net=/run/netns/${nsName(n)}`, '--', ...env, ...join, ...asUser, ...argv], o.timeoutMs ?? 30_000);
   };
 
   const probe: Sandbox['probe'] = async (n, proto, host, port, o = {}) => {
     const timeoutMs = o.timeoutMs ?? 2000;
     const argv = [process.execPath, PROBE, proto, host, String(port), '--timeout', String(timeoutMs)];
     if (o.bind) argv.push('--bind', o.bind);
-    const r = await exec(n, argv, { uid: o.uid, timeoutMs: timeoutMs + 10_000 });
+    const r = await exec(n, argv, { uid: o.uid, timeoutMs: timeoutMs + 10_000, cgroup: o.cgroup });
     const line = r.stdout.trim().split('\n')[0] ?? '';
     if (line) return line;
     return `ERR EPROBE exit ${r.exitCode}: ${r.stderr.trim()}`;

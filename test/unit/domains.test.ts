@@ -100,6 +100,9 @@ exclude_domains = ["ok.example", "x..y"]
   t.deepEqual(problems('interface = "wg0"\nmode = "rule"\ninclude_domains = ["a.com"]\n'), [
     '2:8 mode = "rule" cannot match include_domains / exclude_domains: their addresses are learned at run time into nftables sets and matched by mark; remove mode (auto) or use "fwmark"',
   ]);
+  t.deepEqual(problems('interface = "wg0"\napps = ["system.slice/x.service"]\ninclude_domains = ["a.com"]\n'), [
+    '3:19 apps / exclude_apps and include_domains / exclude_domains cannot be combined in one profile yet; use two profiles (each with its own table, priority and fwmark)',
+  ]);
   t.regex(problems('interface = "wg0"\ninclude_domain = ["a.com"]\n')[0], /^2:1 unknown key "include_domain" \(did you mean "include_domains"\?\)/);
 });
 

@@ -2,6 +2,7 @@
 import { loadProfileDir } from '../../profile/load.js';
 import { applyCommand, computePlan, preflight, type Command } from '../../reconcile/reconcile.js';
 import { renderPlan, summary } from '../../plan/render.js';
+import { isNftOp } from '../../plan/plan.js';
 import type { Context } from '../context.js';
 import type { Profile } from '../../profile/types.js';
 import { formatProblem, WgsplitError } from '../../errors.js';
@@ -65,7 +66,8 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
       const s = summary(r.plan);
       const ms = (performance.now() - started).toFixed(0);
       const counts = [s.add && `${s.add} added`, s.replace && `${s.replace} replaced`, s.delete && `${s.delete} removed`].filter(Boolean).join(', ');
-      const what = r.written === 0 ? 'already in sync, nothing written' : `${counts} (rules and routes)`;
+      const kinds = [...new Set(r.plan.ops.map((o) => (isNftOp(o) ? 'nft objects' : o.kind === 'sysctl' ? 'sysctls' : `${o.kind}s`)))];
+      const what = r.written === 0 ? 'already in sync, nothing written' : `${counts} (${kinds.join(', ')})`;
       const profilesText = cmd.kind === 'down' ? '' : ` (${[...new Set(r.desired.units.map((u) => u.profile.name))].join(', ') || 'no profiles'})`;
       ctx.out(`wgsplit: ${label}${profilesText}: ${what} in ${ms} ms\n`);
       const d = r.dnsmasq;

@@ -13,6 +13,8 @@ import { checkDomain } from '../../profile/domains.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import type { Context } from '../context.js';
+import { parseCgroupPath } from '../../model/cgroup.js';
+import { procCgroup, procEuid } from '../../kernel/cgroup.js';
 
 async function destinations(dst: string): Promise<{ name?: string; addresses: string[] }> {
   const a = parseAddress(dst);
@@ -30,6 +32,18 @@ async function destinations(dst: string): Promise<{ name?: string; addresses: st
 export async function explainCommand(ctx: Context): Promise<number> {
   const o = ctx.args.explain;
   const { name, addresses } = await destinations(ctx.args.positionals[0]);
+  let app: string | undefined;
+  let uid = o.uid;
+  if (o.pid !== undefined) {
+    app = procCgroup(o.pid);
+    if (app === undefined) throw new WgsplitError('USAGE', `--pid ${o.pid}: no such process, or it has no cgroup v2 (no "0::" line in /proc/${o.pid}/cgroup)`);
+    // Its sockets carry its effective uid (meta skuid, uidrange) unless --uid says otherwise.
+    uid ??= procEuid(o.pid);
+  } else if (o.app !== undefined) {
+    const r = parseCgroupPath(o.app);
+    if (!r.ok) throw new WgsplitError('USAGE', `--app: ${r.reason}`);
+    app = r.path;
+  }
   const { profiles } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
@@ -50,7 +64,7 @@ export async function explainCommand(ctx: Context): Promise<number> {
         if (!name) throw new WgsplitError('USAGE', `--from ${o.from} is not an IPv${family} address`);
         continue;
       }
-      const q: ExplainQuery = { family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid: o.uid, from: o.from };
+      const q: ExplainQuery = { family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid, from: o.from, app };
       const marked = markFor(c.desired.units, q, c.allFacts, learned);
       const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, mark: marked?.profile.fwmark });
       const e = explain(q, c.desired.units, c.allFacts, result, marked, learned);
