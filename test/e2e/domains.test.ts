@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ADDR, PORT, SANDBOX_DIR, createSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { NFT, assertKernelText, kernelText, type KernelText } from '../helpers/pathScenarios.js';
+import { startWatcher } from '../helpers/watcher.js';
 import { CLI, configDir, removeConfigDir, removeProfile, wgsplitRunner, writeProfile, type WgsplitRunner } from '../helpers/wgsplit.js';
 
 const P = 'h12a';
@@ -342,6 +343,29 @@ test.serial('sets created empty again (the table deleted by hand): apply asks dn
   await resolve(NAMES.video.name);
   await waitFor('the set to be filled again', async () => (await vals('video_v4_include_domains')).includes(NAMES.video.v4));
   t.is(await ctx.sb.probe('host', 'tcp', NAMES.video.v4, PORT.http), ADDR.vpnPublic);
+});
+
+test.serial('the watcher: the table deleted by hand is repaired, dnsmasq is asked to drop its cache, the next lookup fills the set again', async (t) => {
+  const w = await startWatcher(ctx.sb, ctx.wgsplit, ctx.dir, { args: ctx.opts });
+  try {
+    const n = reloads().length;
+    const m = w.mark();
+    t.is((await ctx.sb.exec('host', [NFT, 'delete', 'table', 'inet', 'wgsplit'])).exitCode, 0);
+    await w.waitForLog((l) => l.msg.startsWith('domain sets created empty, reloaded dnsmasq'), 15_000, m, 'the cache reload');
+    t.deepEqual(reloads().slice(n), [`cache ${ctx.dropin}`]);
+    t.deepEqual(await vals('video_v4_include_domains'), []);
+    await resolve(NAMES.video.name);
+    await waitFor('the set to be filled again', async () => (await vals('video_v4_include_domains')).includes(NAMES.video.v4));
+    t.is(await ctx.sb.probe('host', 'tcp', NAMES.video.v4, PORT.http), ADDR.vpnPublic);
+    // dnsmasq's adds are not drift: the watcher does not react to them.
+    const after = w.mark();
+    await resolve(NAMES.cdn.name);
+    await waitFor('cdn in the set', async () => (await vals('video_v4_include_domains')).includes(NAMES.cdn.v4));
+    await new Promise((r) => setTimeout(r, 500));
+    t.deepEqual(w.since(after).filter((l) => l.msg === 'converged'), [], w.tail(10));
+  } finally {
+    await w.stop();
+  }
 });
 
 test.serial('the inverse (exclude_domains) with a name in two profiles: one line naming both sets, both filled; listed names direct, the rest of TCP through the tunnel', async (t) => {
