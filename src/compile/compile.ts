@@ -51,7 +51,8 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       continue;
     }
     for (const x of f.cgroups && hasApps(p) ? waitingCgroups(p, f.cgroups) : []) out.warnings.push(`profile ${p.name}: waiting for cgroup ${x}: it does not exist (yet); its traffic is matched once it does`);
-    const cached = reuse?.(p);
+    // A domain profile's units carry the drop-in's input (feeds), which the plan cache does not keep.
+    const cached = hasDomains(p) ? undefined : reuse?.(p);
     if (cached) out.units.push(...cached);
     else compileProfile(p, f, out);
   }
