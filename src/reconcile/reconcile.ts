@@ -141,9 +141,10 @@ export async function applyCommand(
 ): Promise<ApplyResult> {
   const c = await computePlan(kernel, state, profiles, cmd);
   preflight(c, opts.lenient);
-  // Domain sets are filled by dnsmasq: refuse before writing anything when it cannot.
+  // Domain sets are filled by dnsmasq: refuse before writing anything when it cannot. Not
+  // for `down`, which only removes (wg-quick's PostDown must clean up whatever happened).
   const dropin = renderDropin(c.desired.domainFeeds ?? []);
-  if (dropin && opts.dnsmasq) await opts.dnsmasq.check();
+  if (dropin && opts.dnsmasq && cmd.kind !== 'down') await opts.dnsmasq.check();
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
   saveState(state, c, cmd, 'before');
   try {

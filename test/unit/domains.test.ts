@@ -295,11 +295,20 @@ test('reconcile: down and removing the profile remove the sets and the drop-in l
   t.true(k.nft.sets.has('streaming_v4_include_domains'));
   t.deepEqual(dns.content.split('\n').filter((l) => l.startsWith('nftset=')), ['nftset=/example-video.com/4#inet#wgsplit#streaming_v4_include_domains,6#inet#wgsplit#streaming_v6_include_domains']);
   t.deepEqual(dns.reloads, ['config', 'config']);
+  // dnsmasq gone meanwhile: `down` of the other interface still cleans up (it only removes).
+  dns.missing = 'dnsmasq is not installed';
+  await applyCommand(k, state, [streaming, office], { kind: 'down', iface: 'wg0' }, undefined, { dnsmasq: dns });
+  t.false(k.nft.sets.has('streaming_v4_include_domains'));
+  t.is(dns.content, '');
+  await t.throwsAsync(applyCommand(k, state, [streaming, office], { kind: 'up', iface: 'wg0' }, undefined, { dnsmasq: dns }), { message: 'dnsmasq is not installed' });
+  dns.missing = undefined;
+  await applyCommand(k, state, [streaming, office], { kind: 'up', iface: 'wg0' }, undefined, { dnsmasq: dns });
+  t.deepEqual(dns.reloads, ['config', 'config', 'config', 'config']);
   // The profile removed: no names left, no drop-in, no table.
   await applyCommand(k, state, [office], { kind: 'apply' }, undefined, { dnsmasq: dns });
   t.is(dns.content, '');
   t.false(k.nft.present);
-  t.deepEqual(dns.reloads, ['config', 'config', 'config']);
+  t.deepEqual(dns.reloads, ['config', 'config', 'config', 'config', 'config']);
 });
 
 // --- LinuxDnsmasq on real files (a temporary directory, a stand-in dnsmasq binary) ----------
