@@ -16,7 +16,8 @@ Commands:
       --log-json        JSON lines instead of text
       --cleanup-on-exit remove everything on SIGTERM (default: leave the kernel as it is)
       --resync SECONDS  periodic full re-sync as a safety net (default 300, 0 = off)
-  explain DEST          which way a packet to DEST goes, and why (asks the kernel)
+  explain DEST          which way a packet to DEST (an address, or a name: resolved,
+                        each address explained with its domain sets) goes, and why
   -p, --proto P         tcp, udp or icmp
       --dport N, --sport N, --uid N|USER, --from ADDR
       --app CGROUP      the sending application's cgroup v2 path (profiles with apps)
@@ -31,6 +32,12 @@ Commands:
 Options:
   -c, --config DIR      profile directory (default /etc/wgsplit, or $WGSPLIT_CONFIG)
   -n, --dry-run         print the plan, change nothing (up, down, apply)
+      --dnsmasq-conf FILE   dnsmasq drop-in for include_domains / exclude_domains
+                        (up, down, apply, watch; default /etc/dnsmasq.d/wgsplit.conf,
+                        or $WGSPLIT_DNSMASQ_CONF)
+      --dnsmasq-reload CMD  run when dnsmasq must re-read it or drop its cache
+                        (default systemctl try-restart dnsmasq.service, or
+                        $WGSPLIT_DNSMASQ_RELOAD)
       --json            machine-readable output (diff, status, check, explain)
       --full            list every route instead of counting large groups (diff, apply)
   -q, --quiet           print only warnings and errors
