@@ -32,7 +32,9 @@ import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
-import { fwmarkObjects } from './nftFwmark.js';
+import { forwardingOff, gatewayObjects, gatewaySelection, type GatewaySelection } from './gateway.js';
+import { familyTag, fwmarkObjects, ident, prefixSet } from './nftFwmark.js';
+import { mergeNft } from '../model/nft.js';
 import { mergeUnitsNft } from './nftMerge.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
@@ -56,6 +58,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       u.nft = undefined;
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
+  forwardingOff(out, f);
   out.nft = mergeUnitsNft(out.units);
   out.sysctls = rpFilterNeeds(out, f);
   return out;
@@ -73,7 +76,8 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
   const out: NonNullable<Desired['sysctls']> = [];
   const seen = new Set<string>();
   for (const u of d.units) {
-    if (u.mode !== 'fwmark' || u.family !== 4 || u.status !== 'active') continue;
+    // Gateway mode too: the replies of forwarded connections arrive on the tunnel unmarked.
+    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, 4)) || u.family !== 4 || u.status !== 'active') continue;
     const path = `net/ipv4/conf/${u.profile.interface}/rp_filter`;
     if (seen.has(path)) continue;
     seen.add(path);
@@ -91,7 +95,7 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * adds its condition here.
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported);
+  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined;
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
@@ -179,7 +183,8 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const included = coverIndex(includes);
   const usefulThrows = throws.filter((t) => included(t));
 
-  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes);
+  const gw = gatewaySelection(p.from, family);
+  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes, gw);
 
   const routes: RouteSpec[] = [];
   for (const inc of includes) {
@@ -192,7 +197,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const rules: RuleSpec[] = [];
   if (includes.length === 0) {
     notes.push(`nothing of ${FAMILY_NAME[family]} is included once exclusions are applied`);
-  } else {
+  } else if (p.from.host) {
     // IPv6 while the tunnel is down with on_down = "block": FIND_SADDR cannot match (the
     // source comes from T's route and only `unreachable` is left), and ip6_dst_lookup_tail
     // ignores an unreachable first lookup and retries with the uplink's source. So the rule
@@ -224,7 +229,10 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
               rules.push(r);
             }
   }
-  return { profile: p, family, status, mode, rules, routes, notes };
+  // Gateway mode: marked forwarded packets go to T, whose routes decide the destination.
+  if (gw && includes.length) rules.push(markRule(p, family));
+  const nft = gw ? gatewayObjects({ ...gatewayInput(p, family, iface, gw), masquerade: p.masquerade }) : undefined;
+  return { profile: p, family, status, mode, rules, routes, notes, ...(nft ? { nft } : {}) };
 }
 
 /**
@@ -233,15 +241,13 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
  * one rule per family sends marked packets to it. No source trick is needed: only packets
  * of connections this host opened are marked, and SNAT fixes their source.
  */
-function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[]): Unit {
+function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[], gw?: GatewaySelection): Unit {
   const routes: RouteSpec[] = [];
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
   if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
-  const rules: RuleSpec[] = includes.length
-    ? [{ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask }]
-    : [];
-  const nft = fwmarkObjects({
+  const rules: RuleSpec[] = includes.length && (p.from.host || gw) ? [markRule(p, family)] : [];
+  const host = fwmarkObjects({
     profile: p.name,
     family,
     iface: p.interface,
@@ -254,11 +260,29 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
     include: includes,
     exclude: throws,
   });
-  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft };
+  const base = `${ident(p.name)}_${familyTag(family)}`;
+  const sets = { include: `${base}_include`, exclude: `${base}_exclude` };
+  const parts = [];
+  if (p.from.host) parts.push(host);
+  if (gw) {
+    // The host's masquerade rule (same mark, same interface) already covers forwarded packets.
+    const g = gatewayObjects({ ...gatewayInput(p, family, iface, gw), destSets: sets, masquerade: p.masquerade && !p.from.host });
+    parts.push({ ...g, sets: [prefixSet(sets.include, family, includes, p.name), prefixSet(sets.exclude, family, throws, p.name)] });
+  }
+  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: mergeNft(parts) };
 }
 
 function parsePrefixOrThrow(text: string): Prefix {
   const r = parsePrefix(text);
   if (!r.ok) throw new Error(r.reason);
   return r.prefix;
+}
+
+/** `ip rule fwmark MARK/MASK lookup T`: where packets marked by nftables go. */
+function markRule(p: Profile, family: Family): RuleSpec {
+  return { family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask };
+}
+
+function gatewayInput(p: Profile, family: Family, iface: InterfaceFacts, gw: GatewaySelection) {
+  return { ...gw, profile: p.name, family, iface: p.interface, mark: p.fwmark, mask: p.fwmarkMask, protocols: p.protocols, dports: p.dports, sports: p.sports, mtu: iface.mtu };
 }

@@ -20,6 +20,8 @@ export interface InterfaceFacts {
   endpoints: Endpoint[];
   /** net.ipv4.conf.IFACE.rp_filter, when read (fwmark mode needs it not strict) */
   rpFilter?: number;
+  /** the link's MTU (gateway mode clamps TCP MSS to it) */
+  mtu?: number;
 }
 
 export function absentInterface(name: string): InterfaceFacts {
@@ -54,6 +56,8 @@ export interface Facts {
   rpFilterAll?: number;
   /** sysctls wgsplit changed, with their original values (state store) */
   changedSysctls: Record<string, number>;
+  /** net.ipv4.ip_forward / net.ipv6.conf.all.forwarding, read when a profile forwards (gateway mode) */
+  forwarding?: Partial<Record<Family, number>>;
 }
 
 export function facts(interfaces: Map<string, InterfaceFacts>, more: Partial<Omit<Facts, 'interfaces'>> = {}): Facts {
@@ -65,5 +69,6 @@ export function facts(interfaces: Map<string, InterfaceFacts>, more: Partial<Omi
     ruleSelectors: more.ruleSelectors ?? { supported: true, missing: [] },
     rpFilterAll: more.rpFilterAll,
     changedSysctls: more.changedSysctls ?? {},
+    forwarding: more.forwarding,
   };
 }

@@ -25,6 +25,7 @@ export interface LinkInfo {
   index: number;
   name: string;
   up: boolean;
+  mtu?: number;
 }
 
 export interface AddressInfo {
@@ -68,7 +69,7 @@ export class Rtnl {
   async links(refresh = false): Promise<LinkInfo[]> {
     if (this.linkCache && !refresh) return this.linkCache;
     const msgs = await this.s.getLinks();
-    this.linkCache = msgs.map((m) => ({ index: m.data.index ?? 0, name: m.attrs.ifname ?? '', up: !!m.data.flags?.up }));
+    this.linkCache = msgs.map((m) => ({ index: m.data.index ?? 0, name: m.attrs.ifname ?? '', up: !!m.data.flags?.up, mtu: m.attrs.mtu }));
     return this.linkCache;
   }
 

@@ -5,8 +5,10 @@
  * profiles with one mark would route each other's traffic. One place for the question, so
  * validateSet (every profile at load) and compile (the fwmark rule) never disagree.
  */
+import { isGateway } from './from.js';
 import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
-  return p.mode === 'fwmark';
+  // Gateway mode (`from` with interfaces or prefixes) marks forwarded packets in prerouting.
+  return p.mode === 'fwmark' || isGateway(p.from);
 }

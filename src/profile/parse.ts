@@ -8,6 +8,7 @@ import { parsePrefix, type Family, type Prefix } from '../model/prefix.js';
 import { namedSet, NAMED_SETS } from '../model/namedSets.js';
 import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
 import type { Range } from '../model/rule.js';
+import { isGateway, parseFrom } from './from.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
 import type { PrefixSource, Profile, Protocol } from './types.js';
@@ -140,6 +141,10 @@ export function parseProfile(file: string, text: string): ParseResult {
   const onDown = raw.on_down ?? 'block';
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
 
+  const from = parseFrom(raw.from, raw.interface, at);
+  if (uids.length && raw.from !== undefined && !from.host) atValue('uids select the host\'s own processes, and from has no "host": forwarded packets carry no uid (add "host" to from, or remove uids)', 'uids');
+  if (raw.masquerade !== undefined && !isGateway(from)) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
+
   if (problems.length) return { problems };
   return {
     problems,
@@ -164,6 +169,8 @@ export function parseProfile(file: string, text: string): ParseResult {
       fwmark,
       fwmarkMask,
       description: raw.description,
+      from,
+      masquerade: raw.masquerade ?? true,
     },
   };
 }

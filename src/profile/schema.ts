@@ -28,6 +28,8 @@ export const profileSchema = z
     fwmark: z.number().int().optional(),
     fwmark_mask: z.number().int().optional(),
     description: z.string().optional(),
+    from: stringList.optional(),
+    masquerade: z.boolean().optional(),
   })
   .strict();
 
