@@ -22,7 +22,7 @@ export interface Args {
   logJson: boolean;
   cleanupOnExit: boolean;
   resyncSeconds: number;
-  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string };
+  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string; iif?: string };
   format: 'ip' | 'nft' | 'json';
   family?: 4 | 6;
 }
@@ -49,6 +49,7 @@ const OPTIONS = {
   from: { type: 'string' },
   format: { type: 'string', short: 'f' },
   family: { type: 'string' },
+  iif: { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
@@ -60,7 +61,7 @@ const ALLOWED: Record<CommandName, string[]> = {
   status: ['json'],
   check: ['json'],
   watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync'],
-  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from'],
+  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from', 'iif'],
   export: ['format', 'family'],
   help: [],
   version: [],
@@ -105,7 +106,11 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   const proto = v.proto as string | undefined;
   if (proto !== undefined && !['tcp', 'udp', 'icmp'].includes(proto)) throw new WgsplitError('USAGE', `--proto must be tcp, udp or icmp (got "${proto}")`);
   if ((v.dport !== undefined || v.sport !== undefined) && proto !== 'tcp' && proto !== 'udp') throw new WgsplitError('USAGE', '--dport and --sport need --proto tcp or udp');
-  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--json]');
+  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--iif IFACE] [--json]');
+  // A forwarded packet (gateway mode) has a source already and no uid: it is no socket's.
+  if (v.iif !== undefined && v.from === undefined) throw new WgsplitError('USAGE', '--iif IFACE asks about a forwarded packet: give its source with --from ADDR');
+  if (v.iif !== undefined && v.uid !== undefined) throw new WgsplitError('USAGE', '--uid is for the host\'s own traffic; a forwarded packet (--iif) has no uid');
+  if (v.iif !== undefined && (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(v.iif as string) || v.iif === 'lo')) throw new WgsplitError('USAGE', `--iif takes the interface a forwarded packet came in on (not lo), got "${v.iif}"`);
   const format = (v.format as string | undefined) ?? 'ip';
   if (!['ip', 'nft', 'json'].includes(format)) throw new WgsplitError('USAGE', `--format must be ip, nft or json (got "${format}")`);
   const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
@@ -128,7 +133,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     logJson: !!v['log-json'],
     cleanupOnExit: !!v['cleanup-on-exit'],
     resyncSeconds: Number(resyncText),
-    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined },
+    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined, iif: v.iif as string | undefined },
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
   };

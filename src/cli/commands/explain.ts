@@ -12,14 +12,14 @@ export async function explainCommand(ctx: Context): Promise<number> {
   if (!a || dst.includes('/')) throw new WgsplitError('USAGE', `"${dst}" is not an IPv4 or IPv6 address (explain asks about one destination; no DNS lookups)`);
   const o = ctx.args.explain;
   if (o.from !== undefined && parseAddress(o.from)?.family !== a.family) throw new WgsplitError('USAGE', `--from ${o.from} is not an IPv${a.family} address`);
-  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid: o.uid, from: o.from };
+  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid: o.uid, from: o.from, iif: o.iif };
   const { profiles } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
     if (!kernel.lookup) throw new WgsplitError('ENVIRONMENT', 'this kernel port cannot look up routes');
     const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
     const marked = markFor(c.desired.units, q, c.allFacts);
-    const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, mark: marked?.profile.fwmark });
+    const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, iif: q.iif, mark: marked?.profile.fwmark });
     const e = explain(q, c.desired.units, c.allFacts, result, marked);
     if (ctx.args.json) {
       ctx.out(JSON.stringify({ ...e, lookup: result, inSync: c.plan.ops.length === 0 }, null, 1) + '\n');
