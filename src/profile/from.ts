@@ -24,10 +24,10 @@ const LOOKS_LIKE_ADDRESS = /^[0-9.]+(\/.*)?$|:/;
 
 export const HOST_ONLY: FromSpec = { host: true, interfaces: [], sources: [] };
 
-export function parseFrom(list: string[] | undefined, tunnel: string, at: At): FromSpec {
+export function parseFrom(list: string[] | undefined, tunnel: string, at: At, atValue: (message: string, key: string) => void): FromSpec {
   if (list === undefined) return HOST_ONLY;
   const out: FromSpec = { host: false, interfaces: [], sources: [] };
-  if (list.length === 0) at('from is empty: list "host", interfaces or source prefixes (or remove the key for "host")', 'from');
+  if (list.length === 0) atValue('from is empty: list "host", interfaces or source prefixes (or remove the key for "host")', 'from');
   const seen = new Set<string>();
   list.forEach((raw, i) => {
     const bad = (m: string) => at(`from[${i}]: ${m}`, 'from', i);
@@ -51,8 +51,8 @@ export function parseFrom(list: string[] | undefined, tunnel: string, at: At): F
       out.sources.push({ text, prefixes: [r.prefix] } satisfies PrefixSource);
       return;
     }
-    if (!IFACE_PATTERN.test(text)) return bad(`"${text}" is not "host", an interface name (1-15 characters, "*" only at the end) or a prefix`);
     if (text === '*') return bad('"*" matches every interface, the uplink too (a published port would be answered through the tunnel); name the interfaces, e.g. "br-*"');
+    if (!IFACE_PATTERN.test(text)) return bad(`"${text}" is not "host", an interface name (1-15 characters, "*" only at the end) or a prefix`);
     if (text === 'lo') return bad('"lo" is the host\'s own traffic: write "host"');
     if (text === tunnel || (text.endsWith('*') && tunnel.startsWith(text.slice(0, -1)))) return bad(`"${text}" matches ${tunnel}, the profile's own interface: its traffic cannot be sent back into it`);
     out.interfaces.push(text);

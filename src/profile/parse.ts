@@ -141,7 +141,7 @@ export function parseProfile(file: string, text: string): ParseResult {
   const onDown = raw.on_down ?? 'block';
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
 
-  const from = parseFrom(raw.from, raw.interface, at);
+  const from = parseFrom(raw.from, raw.interface, at, atValue);
   if (uids.length && raw.from !== undefined && !from.host) atValue('uids select the host\'s own processes, and from has no "host": forwarded packets carry no uid (add "host" to from, or remove uids)', 'uids');
   if (raw.masquerade !== undefined && !isGateway(from)) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
 
