@@ -12,7 +12,7 @@ _wgsplit_command_opts() {
     diff) echo '--json --full' ;;
     status | check) echo '--json' ;;
     watch) echo '--log-level --log-json --cleanup-on-exit --resync' ;;
-    explain) echo '-p --proto --dport --sport --uid --from --json' ;;
+    explain) echo '-p --proto --dport --sport --uid --from --iif --json' ;;
     export) echo '-f --format --family' ;;
   esac
 }
@@ -60,8 +60,12 @@ _wgsplit() {
       COMPREPLY=($(compgen -W 'debug info warn error' -- "$cur"))
       return
       ;;
-    --resync | --dport | --sport | --uid | --from)
+    --resync | --dport | --sport | --uid | --from | --iif)
       COMPREPLY=()
+      return
+      ;;
+    --iif)
+      COMPREPLY=($(compgen -W "$(ls /sys/class/net 2>/dev/null)" -- "$cur"))
       return
       ;;
   esac
@@ -76,7 +80,7 @@ _wgsplit() {
       continue
     fi
     case $w in
-      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from)
+      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --iif)
         skip=1
         ;;
       -*) ;;

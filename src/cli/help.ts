@@ -19,6 +19,7 @@ Commands:
   explain DEST          which way a packet to DEST goes, and why (asks the kernel)
   -p, --proto P         tcp, udp or icmp
       --dport N, --sport N, --uid N, --from ADDR
+      --iif IFACE       a forwarded packet (gateway mode) from --from ADDR on IFACE
   export                the state wgsplit would create, for review or for ip/nft
   -f, --format F        ip (an ip -batch script, default), nft or json
       --family 4|6      which family the ip -batch script holds (default 4)
