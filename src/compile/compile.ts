@@ -184,7 +184,21 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const usefulThrows = throws.filter((t) => included(t));
 
   const gw = gatewaySelection(p.from, family);
-  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes, gw);
+  if (mode === 'fwmark') {
+    const u = fwmarkUnit(p, iface, family, status, includes, throws, notes, gw);
+    // Gateway mode: with src_valid_mark = 1 the reverse-path check of a client's packet
+    // looks up its source WITH the mark, which lands in T; throws for the connected
+    // networks send that lookup back to main, so strict rp_filter on the clients'
+    // interface still passes (rule mode's T has these throws anyway).
+    if (gw && p.excludeConnected) {
+      const own = aggregate(connected.filter((c) => c.dev !== p.interface).flatMap((c) => {
+        const r = parsePrefix(c.prefix);
+        return r.ok && r.prefix.family === family && r.prefix.len > 0 ? [r.prefix] : [];
+      }));
+      for (const t of own) u.routes.push({ family, table: p.table, type: 'throw', dst: formatPrefix(t), metric, protocol: PROTOCOL_TAG });
+    }
+    return u;
+  }
 
   const routes: RouteSpec[] = [];
   for (const inc of includes) {

@@ -151,6 +151,9 @@ export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: Lo
   }
   const tunnel = mine.find((u) => u.profile.table === result.table && u.profile.interface === result.dev);
   if (tunnel) {
+    // A forwarded packet keeps the client's source up to the tunnel, where it is masqueraded.
+    const masq = q.iif && tunnel.profile.masquerade ? facts.interfaces.get(tunnel.profile.interface)?.addresses[q.family][0] : undefined;
+    const src = masq ? `, masqueraded to ${masq}` : q.iif && !tunnel.profile.masquerade ? `, source ${q.from} kept (masquerade = false)` : result.src ? `, source ${result.src}` : '';
     const how = tunnel.mode === 'fwmark' || q.iif ? `marked 0x${tunnel.profile.fwmark.toString(16)} by nftables, rule fwmark` : `rule pref ${tunnel.profile.priority}`;
     return {
       ...base,
@@ -159,8 +162,8 @@ export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: Lo
       table: result.table,
       interface: result.dev,
       source: result.src,
-      headline: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${result.src ? `, source ${result.src}` : ''})`,
-      summary: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${result.src ? `, source ${result.src}` : ''})`,
+      headline: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${src})`,
+      summary: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${src})`,
     };
   }
   const why = profiles.length

@@ -156,6 +156,21 @@ test('golden: host and forwarded traffic in one fwmark profile share the sets, t
   for (const u of d.units) t.deepEqual(u.rules.map(ruleText), ['pref 10200 from all fwmark 0x1000000/0xf000000 lookup 200 proto wgsplit']);
 });
 
+test('fwmark mode: T holds the way out plus throws for the connected networks (the marked reverse-path lookup of a client must reach main)', (t) => {
+  const connected = [
+    { prefix: '192.168.50.0/24', dev: 'br-lan' },
+    { prefix: '2a00:50::/64', dev: 'br-lan' },
+    { prefix: '10.253.0.0/24', dev: 'wg0' },
+  ];
+  const d = compile([profile('mixed', MIXED)], facts(wg0(), { forwarding: ON, connected }));
+  const routes = (f: 4 | 6) => d.units.find((u) => u.family === f)!.routes.map((r) => `${r.type} ${r.dst}`);
+  t.deepEqual(routes(4), ['unicast 0.0.0.0/0', 'unreachable 0.0.0.0/0', 'throw 192.168.50.0/24']);
+  t.deepEqual(routes(6), ['unicast ::/0', 'unreachable ::/0', 'throw 2a00:50::/64']);
+  // A host-only fwmark profile keeps its table as it was.
+  const host = compile([profile('h', 'interface = "wg0"\nmode = "fwmark"\n')], facts(wg0(), { connected }));
+  t.deepEqual(host.units.find((u) => u.family === 4)!.routes.map((r) => r.type), ['unicast', 'unreachable']);
+});
+
 test('host and forwarded traffic in rule mode: the iif lo rules stay, the fwmark rule is added; without an MTU the tunnel default 1420', (t) => {
   const d = compile([profile('both', 'interface = "wg0"\nprotocols = ["tcp"]\nfrom = ["host", "docker0"]\n')], facts(wg0(), { forwarding: ON }));
   const v4 = d.units.find((u) => u.family === 4)!;
