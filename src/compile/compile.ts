@@ -184,6 +184,10 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const usefulThrows = throws.filter((t) => included(t));
 
   const gw = gatewaySelection(p.from, family);
+  if (gw) {
+    notes.push(`gateway: forwarded traffic from ${[...gw.interfaces, ...gw.sources.map(formatPrefix)].join(', ')} is marked in nftables (connections the clients start, not replies) and routed by fwmark${p.masquerade ? ', masqueraded to the tunnel address' : ', not masqueraded'}`);
+    if (!p.from.host) notes.push('the host\'s own traffic is not diverted (no "host" in from)');
+  }
   if (mode === 'fwmark') {
     const u = fwmarkUnit(p, iface, family, status, includes, throws, notes, gw);
     // Gateway mode: with src_valid_mark = 1 the reverse-path check of a client's packet
