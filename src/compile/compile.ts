@@ -59,6 +59,14 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
   forwardingOff(out, f);
+  for (const u of out.units) {
+    // fwmark mode masquerades every marked packet leaving the tunnel, the host's and the
+    // forwarded alike: it cannot keep the clients' sources.
+    if (u.mode === 'fwmark' && u.profile.from.host && !u.profile.masquerade && gatewaySelection(u.profile.from, u.family) && (u.status === 'active' || u.status === 'down')) {
+      out.errors.push(`profile ${u.profile.name}: masquerade = false with "host" in from needs rule mode (in fwmark mode the host's masquerade also rewrites the clients' packets); put the host in a profile of its own`);
+      break;
+    }
+  }
   out.nft = mergeUnitsNft(out.units);
   out.sysctls = rpFilterNeeds(out, f);
   return out;
@@ -283,8 +291,7 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
   const parts = [];
   if (p.from.host) parts.push(host);
   if (gw) {
-    // The host's masquerade rule (same mark, same interface) already covers forwarded packets.
-    const g = gatewayObjects({ ...gatewayInput(p, family, iface, gw), destSets: sets, masquerade: p.masquerade && !p.from.host });
+    const g = gatewayObjects({ ...gatewayInput(p, family, iface, gw), destSets: sets, masquerade: p.masquerade });
     parts.push({ ...g, sets: [prefixSet(sets.include, family, includes, p.name), prefixSet(sets.exclude, family, throws, p.name)] });
   }
   return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: mergeNft(parts) };

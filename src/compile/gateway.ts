@@ -26,8 +26,12 @@
  *   for IPv4, 60 for IPv6 headers). Without both, large transfers stall wherever ICMP
  *   "fragmentation needed" does not get through.
  *
- *   postrouting (nat, srcnat): marked packets leaving by the tunnel are masqueraded to its
- *   address (the WireGuard peer accepts only sources in its AllowedIPs); `masquerade =
+ *   postrouting (nat, srcnat: only a connection's first packet): whatever of the selected
+ *   clients leaves by the tunnel is masqueraded to its address (the WireGuard peer accepts
+ *   only sources in its AllowedIPs): the marked connections, and also excluded
+ *   destinations that main routes into the tunnel anyway (the VPN's own DNS server on the
+ *   tunnel subnet). Selected by ingress interface, or by source on forwarded packets only
+ *   (a locally generated packet has no input interface here: meta iif is 0). `masquerade =
  *   false` for site-to-site setups where the peer routes the clients' network. Replies are
  *   de-masqueraded by conntrack and routed by main to the client.
  */
@@ -66,7 +70,7 @@ export interface GatewayInput extends GatewaySelection {
   sports: Range[];
   /** fwmark mode: the include/exclude sets the mark must test (rule mode: T decides) */
   destSets?: { include: string; exclude: string };
-  /** emit the masquerade rule (false: masquerade = false, or fwmark mode's own rule covers it) */
+  /** emit the masquerade rules (`masquerade`) */
   masquerade: boolean;
   /** the tunnel's MTU, for clamping the SYN-ACKs that come back from it */
   mtu?: number;
@@ -96,7 +100,8 @@ export function gatewayObjects(g: GatewayInput): NftState {
   const syn = 'tcp flags & (syn | rst) == syn';
   rule('forward', 'mss-out', [nfproto, `oifname "${g.iface}"`, owned, syn, 'tcp option maxseg size set rt mtu']);
   rule('forward', 'mss-in', [nfproto, `iifname "${g.iface}"`, 'ct direction reply', syn, `tcp option maxseg size > ${mss}`, `tcp option maxseg size set ${mss}`]);
-  if (g.masquerade) rule('postrouting', 'masquerade', [nfproto, `oifname "${g.iface}"`, owned, 'masquerade']);
+  if (g.masquerade && g.interfaces.length) rule('postrouting', 'masquerade', [nfproto, `oifname "${g.iface}"`, `iifname ${quoted(g.interfaces)}`, 'masquerade']);
+  if (g.masquerade && g.sources.length) rule('postrouting', 'masquerade-src', [nfproto, `oifname "${g.iface}"`, 'meta iif != 0', `${ip} saddr ${inline(g.sources)}`, 'masquerade']);
   return {
     chains: [BASE_CHAINS.prerouting, BASE_CHAINS.forward, ...(g.masquerade ? [BASE_CHAINS.postrouting] : [])],
     sets: [],

@@ -186,6 +186,10 @@ test.serial(`${M} paths: LAN client and container through the tunnel (TCP, UDP, 
   t.is(lanRouter, ADDR.client(LAN), 'a private destination (@private) stays direct, unmasqueraded');
   t.is(lanHost, ADDR.client(LAN), 'the host stays reachable from the LAN');
   t.is(lanHost6, ADDR.client6(LAN));
+  // The tunnel subnet is excluded (@private: 10/8) but main routes it into the tunnel: the
+  // client's packets there are masqueraded too, so the VPN server answers (a closed port:
+  // a reset, ECONNREFUSED; without masquerade its WireGuard would drop them: a timeout).
+  t.is(await sb.probe(lan, 'tcp', ADDR.wgServer, 9, { timeoutMs: 1500 }), 'ERR ECONNREFUSED');
 });
 
 test.serial(`${M} a port published for the container (DNAT from the uplink) keeps answering, TCP and UDP, while the container itself goes through the tunnel`, async (t) => {
@@ -281,6 +285,14 @@ test.serial(`${M} from source prefixes: the LAN client is diverted, the host its
   t.is(ctr, ADDR.routerWan, 'the container is not in the prefixes');
   t.is(hostInPrefix, ADDR.routerWan, "the host's own packet from 192.168.50.1 is not forwarded traffic");
   t.is(hostInPrefix6, ADDR.clientGateway6(LAN));
+  // Into the tunnel subnet from the host's address inside the prefix: the host's own packet
+  // is not masqueraded (the peer drops the foreign source: a timeout), the client's is.
+  const [hostToServer, lanToServer] = await Promise.all([
+    sb.probe('host', 'tcp', ADDR.wgServer, 9, { bind: ADDR.clientGateway(LAN), timeoutMs: 1500 }),
+    sb.probe(lan, 'tcp', ADDR.wgServer, 9, { timeoutMs: 1500 }),
+  ]);
+  t.is(hostToServer, 'ERR ETIMEDOUT');
+  t.is(lanToServer, 'ERR ECONNREFUSED');
   writeProfile(dir, 'gateway', GATEWAY);
   await apply();
 });

@@ -45,7 +45,8 @@ const wg0 = (mtu?: number) => factsMap(['wg0', { ...WG0, ...(mtu ? { mtu } : {})
 
 // Checked by hand: one mark rule per family matching the two interfaces (anonymous set),
 // original direction only, never to the host's own addresses; MSS clamped out (route MTU)
-// and in (1420 - 40 / - 60); masquerade of the mark out of wg0. No sets: in rule mode T
+// and in (1420 - 40 / - 60); masquerade of what the clients send out of wg0, marked or not
+// (main routes the tunnel subnet there). No sets: in rule mode T
 // decides the destination (its throws are @private's and the endpoint's).
 const GOLDEN_CONTRACT = `chain prerouting type filter hook prerouting priority -150; policy accept;
 chain forward type filter hook forward priority -150; policy accept;
@@ -56,13 +57,14 @@ rule forward [p_gateway_docker_9e401e4f/v4/gw/mss-out] meta nfproto ipv4 oifname
 rule forward [p_gateway_docker_9e401e4f/v4/gw/mss-in] meta nfproto ipv4 iifname "wg0" ct direction reply tcp flags & (syn | rst) == syn tcp option maxseg size > 1380 tcp option maxseg size set 1380
 rule forward [p_gateway_docker_9e401e4f/v6/gw/mss-out] meta nfproto ipv6 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
 rule forward [p_gateway_docker_9e401e4f/v6/gw/mss-in] meta nfproto ipv6 iifname "wg0" ct direction reply tcp flags & (syn | rst) == syn tcp option maxseg size > 1360 tcp option maxseg size set 1360
-rule postrouting [p_gateway_docker_9e401e4f/v4/gw/masquerade] meta nfproto ipv4 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 masquerade
-rule postrouting [p_gateway_docker_9e401e4f/v6/gw/masquerade] meta nfproto ipv6 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 masquerade
+rule postrouting [p_gateway_docker_9e401e4f/v4/gw/masquerade] meta nfproto ipv4 oifname "wg0" iifname { "docker0", "br-lan" } masquerade
+rule postrouting [p_gateway_docker_9e401e4f/v6/gw/masquerade] meta nfproto ipv6 oifname "wg0" iifname { "docker0", "br-lan" } masquerade
 `;
 
 // fwmark mode, host and forwarded traffic in one profile: the gateway's mark rules test the
-// same include/exclude sets as the host's; uids only on the host's rule; one masquerade
-// rule (the host's covers the same mark); MSS from wg0's MTU of 1400.
+// same include/exclude sets as the host's; uids only on the host's rule; the host's
+// masquerade of the mark, then the clients' by interface and by source (forwarded only:
+// meta iif != 0); MSS from wg0's MTU of 1400.
 const GOLDEN_MIXED = `chain prerouting type filter hook prerouting priority -150; policy accept;
 chain output type route hook output priority -150; policy accept;
 chain forward type filter hook forward priority -150; policy accept;
@@ -86,7 +88,11 @@ rule forward [mixed/v4/gw/mss-in] meta nfproto ipv4 iifname "wg0" ct direction r
 rule forward [mixed/v6/gw/mss-out] meta nfproto ipv6 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
 rule forward [mixed/v6/gw/mss-in] meta nfproto ipv6 iifname "wg0" ct direction reply tcp flags & (syn | rst) == syn tcp option maxseg size > 1340 tcp option maxseg size set 1340
 rule postrouting [mixed/v4/masquerade] meta nfproto ipv4 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 masquerade
+rule postrouting [mixed/v4/gw/masquerade] meta nfproto ipv4 oifname "wg0" iifname "br-lan" masquerade
+rule postrouting [mixed/v4/gw/masquerade-src] meta nfproto ipv4 oifname "wg0" meta iif != 0 ip saddr 192.168.50.0/24 masquerade
 rule postrouting [mixed/v6/masquerade] meta nfproto ipv6 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 masquerade
+rule postrouting [mixed/v6/gw/masquerade] meta nfproto ipv6 oifname "wg0" iifname "br-lan" masquerade
+rule postrouting [mixed/v6/gw/masquerade-src] meta nfproto ipv6 oifname "wg0" meta iif != 0 ip6 saddr 2a00:50::/64 masquerade
 `;
 
 // --- the profile ---------------------------------------------------------------------------
@@ -183,6 +189,16 @@ test('host and forwarded traffic in rule mode: the iif lo rules stay, the fwmark
   t.regex(text, /iifname "docker0" ct direction original fib daddr type != \{ local, broadcast, multicast \} meta l4proto \{ tcp \} meta mark set/);
   t.regex(text, /maxseg size > 1380 tcp option maxseg size set 1380/);
   t.notRegex(text, /chain output/, 'rule mode: the host part needs no nft');
+});
+
+test('masquerade = false with "host" in fwmark mode cannot keep the clients\' sources: a compile error (also when auto falls back)', (t) => {
+  const text = 'interface = "wg0"\nfrom = ["host", "br-lan"]\nmasquerade = false\n';
+  const fwm = compile([profile('m', text + 'mode = "fwmark"\n')], facts(wg0(), { forwarding: ON }));
+  t.regex(fwm.errors.join('\n'), /masquerade = false with "host" in from needs rule mode/);
+  const auto = compile([profile('m', text)], facts(wg0(), { forwarding: ON, ruleSelectors: { supported: false, missing: ['ipproto (4.17)'] } }));
+  t.is(auto.errors.length, 1);
+  const rule = compile([profile('m', text)], facts(wg0(), { forwarding: ON }));
+  t.deepEqual(rule.errors, []);
 });
 
 test('masquerade = false: no masquerade rule and no nat chain; a source-only list yields no rule for the other family', (t) => {
