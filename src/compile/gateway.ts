@@ -20,7 +20,7 @@
  *   in fwmark mode T holds only the default route and the mark rule tests the profile's
  *   include/exclude sets, as the host's mark rule does.
  *
- *   forward (filter, mangle): TCP MSS clamping both ways. A client's SYN leaving by the
+ *   forward (filter, mangle): TCP MSS clamping both ways. A forwarded SYN leaving by the
  *   tunnel: `rt mtu` is the tunnel route's MTU. The server's SYN-ACK coming back: the route
  *   then is the LAN's (1500), so it is clamped to the tunnel's MTU as a number (minus 40
  *   for IPv4, 60 for IPv6 headers). Without both, large transfers stall wherever ICMP
@@ -83,7 +83,6 @@ export function gatewayObjects(g: GatewayInput): NftState {
   const key = `${ident(g.profile)}/${familyTag(g.family)}/gw`;
   const ip = ipKeyword(g.family);
   const nfproto = `meta nfproto ${g.family === 4 ? 'ipv4' : 'ipv6'}`;
-  const owned = `meta mark & ${hex(g.mask)} == ${hex(g.mark)}`;
   const tail = [
     'ct direction original',
     'fib daddr type != { local, broadcast, multicast }',
@@ -98,7 +97,9 @@ export function gatewayObjects(g: GatewayInput): NftState {
   if (g.sources.length) rule('prerouting', 'src', [...head, 'iifname != "lo"', `${ip} saddr ${inline(g.sources)}`, ...tail]);
   const mss = (g.mtu ?? DEFAULT_TUNNEL_MTU) - TCP_IP_HEADERS[g.family];
   const syn = 'tcp flags & (syn | rst) == syn';
-  rule('forward', 'mss-out', [nfproto, `oifname "${g.iface}"`, owned, syn, 'tcp option maxseg size set rt mtu']);
+  // Every forwarded SYN out of the tunnel, marked or not (the clients' connections to the
+  // tunnel subnet too): clamping to the route's MTU is right for all of them.
+  rule('forward', 'mss-out', [nfproto, `oifname "${g.iface}"`, syn, 'tcp option maxseg size set rt mtu']);
   rule('forward', 'mss-in', [nfproto, `iifname "${g.iface}"`, 'ct direction reply', syn, `tcp option maxseg size > ${mss}`, `tcp option maxseg size set ${mss}`]);
   if (g.masquerade && g.interfaces.length) rule('postrouting', 'masquerade', [nfproto, `oifname "${g.iface}"`, `iifname ${quoted(g.interfaces)}`, 'masquerade']);
   if (g.masquerade && g.sources.length) rule('postrouting', 'masquerade-src', [nfproto, `oifname "${g.iface}"`, 'meta iif != 0', `${ip} saddr ${inline(g.sources)}`, 'masquerade']);
@@ -118,14 +119,25 @@ export const FORWARDING_SYSCTL: Record<Family, string> = { 4: 'net/ipv4/ip_forwa
  * is a router at all, which is the administrator's call): compile fails, nothing is
  * written, and the message names the sysctl. The unit keeps no gateway objects, so a
  * lenient watcher applies only what the profile's host part wants.
+ *
+ * IPv6 is an error only when the profile asks for it: an IPv6 source prefix in `from`, or
+ * `families` naming ipv6. A profile of interfaces alone (`from = ["docker0"]`) on a host
+ * that forwards IPv4 only is the common docker host: its IPv6 part is installed anyway
+ * (harmless while the kernel forwards nothing, and right at once, kill switch included,
+ * when forwarding is turned on later) and a warning says why it does nothing yet.
  */
 export function forwardingOff(d: Desired, f: Facts): void {
   for (const u of d.units) {
-    if ((u.status !== 'active' && u.status !== 'down') || !gatewaySelection(u.profile.from, u.family)) continue;
+    const sel = gatewaySelection(u.profile.from, u.family);
+    if ((u.status !== 'active' && u.status !== 'down') || !sel) continue;
     const value = f.forwarding?.[u.family];
     if (value === undefined || value !== 0) continue;
     const name = FORWARDING_SYSCTL[u.family].replace(/\//g, '.');
-    const what = [...u.profile.from.interfaces, ...u.profile.from.sources.map((s) => s.text)].join(', ');
+    const what = [...sel.interfaces, ...u.profile.from.sources.filter((s) => s.prefixes.some((p) => p.family === u.family)).map((s) => s.text)].join(', ');
+    if (u.family === 6 && sel.sources.length === 0 && !u.profile.families?.includes(6)) {
+      d.warnings.push(`profile ${u.profile.name}: ${name} = 0, so the kernel forwards no IPv6 and the clients on ${what} have none to divert; installed anyway, in effect once IPv6 forwarding is on (wgsplit never turns it on)`);
+      continue;
+    }
     d.errors.push(
       `profile ${u.profile.name}: forwards IPv${u.family} traffic from ${what}, but ${name} = 0 (forwarding is off, the kernel drops forwarded packets); ` +
         `wgsplit never turns it on: run \`sysctl -w ${name}=1\` (and keep it in /etc/sysctl.d)${u.family === 6 ? ', or set families = ["ipv4"] in the profile' : ''}`,

@@ -53,9 +53,9 @@ chain forward type filter hook forward priority -150; policy accept;
 chain postrouting type nat hook postrouting priority 100; policy accept;
 rule prerouting [p_gateway_docker_9e401e4f/v4/gw/iif] meta nfproto ipv4 meta mark & 0x0f000000 == 0 iifname { "docker0", "br-lan" } ct direction original fib daddr type != { local, broadcast, multicast } meta mark set meta mark & 0xf0ffffff | 0x01000000
 rule prerouting [p_gateway_docker_9e401e4f/v6/gw/iif] meta nfproto ipv6 meta mark & 0x0f000000 == 0 iifname { "docker0", "br-lan" } ct direction original fib daddr type != { local, broadcast, multicast } meta mark set meta mark & 0xf0ffffff | 0x01000000
-rule forward [p_gateway_docker_9e401e4f/v4/gw/mss-out] meta nfproto ipv4 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
+rule forward [p_gateway_docker_9e401e4f/v4/gw/mss-out] meta nfproto ipv4 oifname "wg0" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
 rule forward [p_gateway_docker_9e401e4f/v4/gw/mss-in] meta nfproto ipv4 iifname "wg0" ct direction reply tcp flags & (syn | rst) == syn tcp option maxseg size > 1380 tcp option maxseg size set 1380
-rule forward [p_gateway_docker_9e401e4f/v6/gw/mss-out] meta nfproto ipv6 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
+rule forward [p_gateway_docker_9e401e4f/v6/gw/mss-out] meta nfproto ipv6 oifname "wg0" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
 rule forward [p_gateway_docker_9e401e4f/v6/gw/mss-in] meta nfproto ipv6 iifname "wg0" ct direction reply tcp flags & (syn | rst) == syn tcp option maxseg size > 1360 tcp option maxseg size set 1360
 rule postrouting [p_gateway_docker_9e401e4f/v4/gw/masquerade] meta nfproto ipv4 oifname "wg0" iifname { "docker0", "br-lan" } masquerade
 rule postrouting [p_gateway_docker_9e401e4f/v6/gw/masquerade] meta nfproto ipv6 oifname "wg0" iifname { "docker0", "br-lan" } masquerade
@@ -83,9 +83,9 @@ rule prerouting [mixed/v6/gw/iif] meta nfproto ipv6 meta mark & 0x0f000000 == 0 
 rule prerouting [mixed/v6/gw/src] meta nfproto ipv6 meta mark & 0x0f000000 == 0 iifname != "lo" ip6 saddr 2a00:50::/64 ct direction original fib daddr type != { local, broadcast, multicast } meta l4proto { tcp, udp } th dport { 443 } ip6 daddr @mixed_v6_include ip6 daddr != @mixed_v6_exclude meta mark set meta mark & 0xf0ffffff | 0x01000000
 rule output [mixed/v4/mark] meta nfproto ipv4 meta mark & 0x0f000000 == 0 ct direction original meta l4proto { tcp, udp } th dport { 443 } meta skuid { 1000 } ip daddr @mixed_v4_include ip daddr != @mixed_v4_exclude meta mark set meta mark & 0xf0ffffff | 0x01000000
 rule output [mixed/v6/mark] meta nfproto ipv6 meta mark & 0x0f000000 == 0 ct direction original meta l4proto { tcp, udp } th dport { 443 } meta skuid { 1000 } ip6 daddr @mixed_v6_include ip6 daddr != @mixed_v6_exclude meta mark set meta mark & 0xf0ffffff | 0x01000000
-rule forward [mixed/v4/gw/mss-out] meta nfproto ipv4 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
+rule forward [mixed/v4/gw/mss-out] meta nfproto ipv4 oifname "wg0" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
 rule forward [mixed/v4/gw/mss-in] meta nfproto ipv4 iifname "wg0" ct direction reply tcp flags & (syn | rst) == syn tcp option maxseg size > 1360 tcp option maxseg size set 1360
-rule forward [mixed/v6/gw/mss-out] meta nfproto ipv6 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
+rule forward [mixed/v6/gw/mss-out] meta nfproto ipv6 oifname "wg0" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu
 rule forward [mixed/v6/gw/mss-in] meta nfproto ipv6 iifname "wg0" ct direction reply tcp flags & (syn | rst) == syn tcp option maxseg size > 1340 tcp option maxseg size set 1340
 rule postrouting [mixed/v4/masquerade] meta nfproto ipv4 oifname "wg0" meta mark & 0x0f000000 == 0x01000000 masquerade
 rule postrouting [mixed/v4/gw/masquerade] meta nfproto ipv4 oifname "wg0" iifname "br-lan" masquerade
@@ -218,9 +218,17 @@ test('forwarding off: an error naming the sysctl per family, no gateway objects;
   t.regex(off4.errors[0], /^profile gateway-docker: forwards IPv4 traffic from docker0, br-lan, but net\.ipv4\.ip_forward = 0 .*never turns it on: run `sysctl -w net\.ipv4\.ip_forward=1`/);
   t.notRegex(dumpNft(off4.nft!), /\/v4\//);
   t.false(off4.units.find((u) => u.family === 4)!.rules.some((r) => r.fwmark !== undefined));
-  const off6 = compile([p], facts(wg0(), { forwarding: { 4: 1, 6: 0 } }));
+  // IPv6 off: an error for an IPv6 source or families = ["ipv6"]; for interfaces alone a
+  // warning, and the objects are installed (in effect once forwarding is on).
+  const off6 = compile([profile('g6', CONTRACT.replace('"br-lan"]', '"br-lan", "2a00:50::/64"]'))], facts(wg0(), { forwarding: { 4: 1, 6: 0 } }));
   t.is(off6.errors.length, 1);
-  t.regex(off6.errors[0], /net\.ipv6\.conf\.all\.forwarding = 0 .*or set families = \["ipv4"\]/);
+  t.regex(off6.errors[0], /forwards IPv6 traffic from docker0, br-lan, 2a00:50::\/64, but net\.ipv6\.conf\.all\.forwarding = 0 .*or set families = \["ipv4"\]/);
+  const explicit6 = compile([profile('g6', CONTRACT + 'families = ["ipv4", "ipv6"]\n')], facts(wg0(), { forwarding: { 4: 1, 6: 0 } }));
+  t.is(explicit6.errors.length, 1);
+  const ifaces6 = compile([p], facts(wg0(), { forwarding: { 4: 1, 6: 0 } }));
+  t.deepEqual(ifaces6.errors, []);
+  t.regex(ifaces6.warnings.join('\n'), /net\.ipv6\.conf\.all\.forwarding = 0, so the kernel forwards no IPv6 .* installed anyway/);
+  t.regex(dumpNft(ifaces6.nft!), /\/v6\/gw\/iif/);
   const v4only = compile([profile('g', CONTRACT + 'families = ["ipv4"]\n')], facts(wg0(), { forwarding: { 4: 1, 6: 0 } }));
   t.deepEqual(v4only.errors, []);
   const hostOnly = compile([profile('h', 'interface = "wg0"\n')], facts(wg0(), { forwarding: { 4: 0, 6: 0 } }));
