@@ -32,7 +32,8 @@ import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
-import { forwardingOff, gatewayObjects, gatewaySelection, type GatewaySelection } from './gateway.js';
+import { gatewayObjects, gatewaySelection, type GatewaySelection } from './gateway.js';
+import { connectedThrows, gatewayChecks, gatewayNotes } from './gatewayUnit.js';
 import { familyTag, fwmarkObjects, ident, prefixSet } from './nftFwmark.js';
 import { mergeNft } from '../model/nft.js';
 import { mergeUnitsNft } from './nftMerge.js';
@@ -58,15 +59,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       u.nft = undefined;
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
-  forwardingOff(out, f);
-  for (const u of out.units) {
-    // fwmark mode masquerades every marked packet leaving the tunnel, the host's and the
-    // forwarded alike: it cannot keep the clients' sources.
-    if (u.mode === 'fwmark' && u.profile.from.host && !u.profile.masquerade && gatewaySelection(u.profile.from, u.family) && (u.status === 'active' || u.status === 'down')) {
-      out.errors.push(`profile ${u.profile.name}: masquerade = false with "host" in from needs rule mode (in fwmark mode the host's masquerade also rewrites the clients' packets); put the host in a profile of its own`);
-      break;
-    }
-  }
+  gatewayChecks(out, f);
   out.nft = mergeUnitsNft(out.units);
   out.sysctls = rpFilterNeeds(out, f);
   return out;
@@ -192,23 +185,10 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const usefulThrows = throws.filter((t) => included(t));
 
   const gw = gatewaySelection(p.from, family);
-  if (gw) {
-    notes.push(`gateway: forwarded traffic from ${[...gw.interfaces, ...gw.sources.map(formatPrefix)].join(', ')} is marked in nftables (connections the clients start, not replies) and routed by fwmark${p.masquerade ? ', masqueraded to the tunnel address' : ', not masqueraded'}`);
-    if (!p.from.host) notes.push('the host\'s own traffic is not diverted (no "host" in from)');
-  }
+  if (gw) notes.push(...gatewayNotes(p, gw));
   if (mode === 'fwmark') {
     const u = fwmarkUnit(p, iface, family, status, includes, throws, notes, gw);
-    // Gateway mode: with src_valid_mark = 1 the reverse-path check of a client's packet
-    // looks up its source WITH the mark, which lands in T; throws for the connected
-    // networks send that lookup back to main, so strict rp_filter on the clients'
-    // interface still passes (rule mode's T has these throws anyway).
-    if (gw && p.excludeConnected) {
-      const own = aggregate(connected.filter((c) => c.dev !== p.interface).flatMap((c) => {
-        const r = parsePrefix(c.prefix);
-        return r.ok && r.prefix.family === family && r.prefix.len > 0 ? [r.prefix] : [];
-      }));
-      for (const t of own) u.routes.push({ family, table: p.table, type: 'throw', dst: formatPrefix(t), metric, protocol: PROTOCOL_TAG });
-    }
+    if (gw) u.routes.push(...connectedThrows(p, family, connected));
     return u;
   }
 

@@ -39,8 +39,6 @@ import { BASE_CHAINS, type NftRule, type NftState } from '../model/nft.js';
 import { formatPrefix, type Family, type Prefix } from '../model/prefix.js';
 import type { Range } from '../model/rule.js';
 import type { FromSpec, Protocol } from '../profile/types.js';
-import type { Desired } from './desired.js';
-import type { Facts } from './facts.js';
 import { familyTag, hex, ident, ipKeyword, selectorStatements } from './nftFwmark.js';
 
 /** WireGuard's default MTU (wg-quick, wireguard-go), used while the interface's is unknown. */
@@ -108,44 +106,4 @@ export function gatewayObjects(g: GatewayInput): NftState {
     sets: [],
     rules,
   };
-}
-
-/** The sysctl that must be on for a family's forwarded traffic (wgsplit never sets it). */
-export const FORWARDING_SYSCTL: Record<Family, string> = { 4: 'net/ipv4/ip_forward', 6: 'net/ipv6/conf/all/forwarding' };
-
-/**
- * Forwarding off: the kernel drops every forwarded packet before the tunnel, so a gateway
- * profile cannot work. wgsplit never turns forwarding on (that decides whether this host
- * is a router at all, which is the administrator's call): compile fails, nothing is
- * written, and the message names the sysctl. The unit keeps no gateway objects, so a
- * lenient watcher applies only what the profile's host part wants.
- *
- * IPv6 is an error only when the profile asks for it: an IPv6 source prefix in `from`, or
- * `families` naming ipv6. A profile of interfaces alone (`from = ["docker0"]`) on a host
- * that forwards IPv4 only is the common docker host: its IPv6 part is installed anyway
- * (harmless while the kernel forwards nothing, and right at once, kill switch included,
- * when forwarding is turned on later) and a warning says why it does nothing yet.
- */
-export function forwardingOff(d: Desired, f: Facts): void {
-  for (const u of d.units) {
-    const sel = gatewaySelection(u.profile.from, u.family);
-    if ((u.status !== 'active' && u.status !== 'down') || !sel) continue;
-    const value = f.forwarding?.[u.family];
-    if (value === undefined || value !== 0) continue;
-    const name = FORWARDING_SYSCTL[u.family].replace(/\//g, '.');
-    const what = [...sel.interfaces, ...u.profile.from.sources.filter((s) => s.prefixes.some((p) => p.family === u.family)).map((s) => s.text)].join(', ');
-    if (u.family === 6 && sel.sources.length === 0 && !u.profile.families?.includes(6)) {
-      d.warnings.push(`profile ${u.profile.name}: ${name} = 0, so the kernel forwards no IPv6 and the clients on ${what} have none to divert; installed anyway, in effect once IPv6 forwarding is on (wgsplit never turns it on)`);
-      continue;
-    }
-    d.errors.push(
-      `profile ${u.profile.name}: forwards IPv${u.family} traffic from ${what}, but ${name} = 0 (forwarding is off, the kernel drops forwarded packets); ` +
-        `wgsplit never turns it on: run \`sysctl -w ${name}=1\` (and keep it in /etc/sysctl.d)${u.family === 6 ? ', or set families = ["ipv4"] in the profile' : ''}`,
-    );
-    if (u.nft) {
-      const rules = u.nft.rules.filter((r) => !r.key.includes('/gw/'));
-      u.nft = rules.length ? { chains: u.nft.chains.filter((c) => rules.some((r) => r.chain === c.name)), sets: u.nft.sets, rules } : undefined;
-    }
-    u.rules = u.rules.filter((r) => r.fwmark === undefined || u.profile.from.host);
-  }
 }

@@ -15,7 +15,7 @@ import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
 import { rememberPlans, reuser } from './planCache.js';
-import { FORWARDING_SYSCTL } from '../compile/gateway.js';
+import { FORWARDING_SYSCTL } from '../compile/gatewayUnit.js';
 import { isGateway } from '../profile/from.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
