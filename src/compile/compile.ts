@@ -52,7 +52,8 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   // turn out to be fwmark here, on a kernel without the rule selectors.
   const markOwner = new Map<number, string>();
   for (const u of out.units) {
-    if (u.mode !== 'fwmark' || u.status === 'absent' || u.status === 'stopped') continue;
+    // Gateway units mark too (forwarded packets), in either mode.
+    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, u.family)) || u.status === 'absent' || u.status === 'stopped') continue;
     const first = markOwner.get(u.profile.fwmark);
     if (first && first !== u.profile.name) {
       out.errors.push(`profiles ${first} and ${u.profile.name} both use fwmark 0x${u.profile.fwmark.toString(16)} in fwmark mode; give each its own fwmark`);

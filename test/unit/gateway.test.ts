@@ -137,6 +137,15 @@ test('two gateway profiles with the default fwmark: a problem at the second one\
   t.deepEqual(validateSet([profile('a', a), profile('b', c)], new Map([...texts, ['/etc/wgsplit/b.toml', c]])), []);
 });
 
+test('an auto profile that falls back to fwmark mode next to a gateway profile with the same mark: a compile error, no objects for the second', (t) => {
+  const old = facts(factsMap(['wg0', WG0]), { forwarding: ON, ruleSelectors: { supported: false, missing: ['ipproto (4.17)'] } });
+  const host = profile('a-host', 'interface = "wg0"\nprotocols = ["tcp"]\n');
+  const gw = profile('b-gw', 'interface = "wg0"\ntable = 200\npriority = 10200\nfrom = ["br-lan"]\n');
+  const d = compile([host, gw], old);
+  t.regex(d.errors.join('\n'), /profiles a-host and b-gw both use fwmark 0x1000000/);
+  t.false(d.units.filter((u) => u.profile.name === 'b-gw').some((u) => u.nft));
+});
+
 // --- compile --------------------------------------------------------------------------------
 
 test('golden: the contract profile (rule mode): nft objects, the fwmark rule, and T decides the destination', (t) => {
