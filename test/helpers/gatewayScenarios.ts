@@ -288,12 +288,16 @@ ${opts.modeLine}
     t.is(hostInPrefix6, ADDR.clientGateway6(LAN));
     // Into the tunnel subnet from the host's address inside the prefix: the host's own packet
     // is not masqueraded (the peer drops the foreign source: a timeout), the client's is.
-    const [hostToServer, lanToServer] = await Promise.all([
+    const [hostToServer, lanToServer, hostToServer6, lanToServer6] = await Promise.all([
       sb.probe('host', 'tcp', ADDR.wgServer, 9, { bind: ADDR.clientGateway(LAN), timeoutMs: 1500 }),
       sb.probe(lan, 'tcp', ADDR.wgServer, 9, { timeoutMs: 1500 }),
+      sb.probe('host', 'tcp', ADDR.wgServer6, 9, { bind: ADDR.clientGateway6(LAN), timeoutMs: 1500 }),
+      sb.probe(lan, 'tcp', ADDR.wgServer6, 9, { timeoutMs: 1500 }),
     ]);
     t.is(hostToServer, 'ERR ETIMEDOUT');
     t.is(lanToServer, 'ERR ECONNREFUSED');
+    t.is(hostToServer6, 'ERR ETIMEDOUT');
+    t.is(lanToServer6, 'ERR ECONNREFUSED');
     writeProfile(dir, 'gateway', GATEWAY);
     await apply();
   });
