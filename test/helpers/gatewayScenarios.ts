@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import { ADDR, PORT, SANDBOX_DIR, createSandbox, type Sandbox } from './sandbox.js';
 import { NFT, assertKernelText, kernelText, rpFilter, type KernelText } from './pathScenarios.js';
 import { configDir, removeConfigDir, removeProfile, wgsplitRunner, writeProfile, type WgsplitRunner } from './wgsplit.js';
+import { startWatcher } from './watcher.js';
 
 export interface GatewayTestOptions {
   /** sandbox prefix and host WireGuard interface: unique per test file */
@@ -269,6 +270,24 @@ ${opts.modeLine}
     }
     const d = await run(dir, ['diff']);
     t.is(d.exitCode, 0, d.stdout + d.stderr);
+  });
+
+  test.serial(`${M} with the watcher: a bridge appearing later gets its connected network thrown back to main within one reconcile, and loses it when it goes`, async (t) => {
+    const w = await startWatcher(sb, run, dir);
+    const table6 = async () => (await sb.exec('host', ['ip', '-6', 'route', 'show', 'table', '10090'])).stdout;
+    try {
+      const later = await sb.addClient('lan3', 'br-w3', LATER + 2);
+      await w.sync();
+      t.regex(await table6(), new RegExp(`throw ${ADDR.clientNet6(LATER + 2).replace(/[.]/g, '\\.')} `));
+      t.deepEqual(await probes([[later, 'tcp', ADDR.internet6, PORT.http], [later, 'tcp', ADDR.clientGateway6(LAN), PORT.hostServer]]), [ADDR.vpnPublic6, ADDR.client6(LATER + 2)]);
+      await sb.delClient('lan3', 'br-w3');
+      await w.sync();
+      t.notRegex(await table6(), new RegExp(ADDR.clientNet6(LATER + 2)));
+      const d = await run(dir, ['diff']);
+      t.is(d.exitCode, 0, d.stdout + d.stderr);
+    } finally {
+      await w.stop();
+    }
   });
 
   test.serial(`${M} from source prefixes: the LAN client is diverted, the host itself is not even with a source inside the prefix`, async (t) => {
