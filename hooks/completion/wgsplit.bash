@@ -12,7 +12,7 @@ _wgsplit_command_opts() {
     diff) echo '--json --full --dnsmasq-conf' ;;
     status | check) echo '--json' ;;
     watch) echo '--log-level --log-json --cleanup-on-exit --resync --dnsmasq-conf --dnsmasq-reload' ;;
-    explain) echo '-p --proto --dport --sport --uid --from --app --pid --json' ;;
+    explain) echo '-p --proto --dport --sport --uid --from --iif --app --pid --json' ;;
     export) echo '-f --format --family' ;;
     exec) echo '-u --user' ;;
   esac
@@ -87,6 +87,10 @@ _wgsplit() {
       COMPREPLY=()
       return
       ;;
+    --iif)
+      COMPREPLY=($(compgen -W "$(ls /sys/class/net 2>/dev/null)" -- "$cur"))
+      return
+      ;;
     -u | --user)
       COMPREPLY=($(compgen -u -- "$cur"))
       return
@@ -107,7 +111,7 @@ _wgsplit() {
       continue
     fi
     case $w in
-      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --app | --pid | -u | --user | --dnsmasq-conf | --dnsmasq-reload)
+      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --iif | --app | --pid | -u | --user | --dnsmasq-conf | --dnsmasq-reload)
         skip=1
         ;;
       --)

@@ -28,7 +28,7 @@ export interface Args {
   cleanupOnExit: boolean;
   resyncSeconds: number;
   /** `user`: --uid given as a name, resolved by the explain command (I/O) */
-  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; user?: string; from?: string; app?: string; pid?: number };
+  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; user?: string; from?: string; iif?: string; app?: string; pid?: number };
   /** `exec PROFILE [--user USER] -- COMMAND [ARGS]` */
   exec?: { profile: string; user?: string; command: string[] };
   format: 'ip' | 'nft' | 'json';
@@ -64,6 +64,7 @@ const OPTIONS = {
   pid: { type: 'string' },
   'dnsmasq-conf': { type: 'string' },
   'dnsmasq-reload': { type: 'string' },
+  iif: { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
@@ -75,7 +76,7 @@ const ALLOWED: Record<CommandName, string[]> = {
   status: ['json'],
   check: ['json'],
   watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'dnsmasq-conf', 'dnsmasq-reload'],
-  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from', 'app', 'pid'],
+  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from', 'iif', 'app', 'pid'],
   export: ['format', 'family'],
   exec: ['user'],
   help: [],
@@ -143,7 +144,11 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     exec = { profile: rest[0], user: v.user as string | undefined, command: rest.slice(1) };
   }
   if (v.app !== undefined && v.pid !== undefined) throw new WgsplitError('USAGE', '--app and --pid both name the application: give one');
-  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--app CGROUP | --pid PID] [--json]');
+  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--iif IFACE] [--app CGROUP | --pid PID] [--json]');
+  // A forwarded packet (gateway mode) has a source already and no uid: it is no socket's.
+  if (v.iif !== undefined && v.from === undefined) throw new WgsplitError('USAGE', '--iif IFACE asks about a forwarded packet: give its source with --from ADDR');
+  if (v.iif !== undefined && v.uid !== undefined) throw new WgsplitError('USAGE', '--uid is for the host\'s own traffic; a forwarded packet (--iif) has no uid');
+  if (v.iif !== undefined && (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(v.iif as string) || v.iif === 'lo')) throw new WgsplitError('USAGE', `--iif takes the interface a forwarded packet came in on (not lo), got "${v.iif}"`);
   const format = (v.format as string | undefined) ?? 'ip';
   if (!['ip', 'nft', 'json'].includes(format)) throw new WgsplitError('USAGE', `--format must be ip, nft or json (got "${format}")`);
   const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
@@ -171,7 +176,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     logJson: !!v['log-json'],
     cleanupOnExit: !!v['cleanup-on-exit'],
     resyncSeconds: Number(resyncText),
-    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: user === undefined ? num('uid', 4294967295) : undefined, user, from: v.from as string | undefined, app: v.app as string | undefined, pid: num('pid', 4194304) },
+    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: user === undefined ? num('uid', 4294967295) : undefined, user, from: v.from as string | undefined, iif: v.iif as string | undefined, app: v.app as string | undefined, pid: num('pid', 4194304) },
     exec,
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,

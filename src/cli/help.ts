@@ -22,6 +22,7 @@ Commands:
       --dport N, --sport N, --uid N|USER, --from ADDR
       --app CGROUP      the sending application's cgroup v2 path (profiles with apps)
       --pid PID         the same, for the cgroup process PID is in
+      --iif IFACE       a forwarded packet (gateway mode) from --from ADDR on IFACE
   export                the state wgsplit would create, for review or for ip/nft
   -f, --format F        ip (an ip -batch script, default), nft or json
       --family 4|6      which family the ip -batch script holds (default 4)

@@ -32,9 +32,12 @@ import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
-import { fwmarkObjects } from './nftFwmark.js';
 import { appsObjects, appsUnavailable, waitingCgroups } from './apps.js';
 import { hasApps } from '../profile/apps.js';
+import { gatewayObjects, gatewaySelection, type GatewaySelection } from './gateway.js';
+import { connectedThrows, gatewayChecks, gatewayNotes } from './gatewayUnit.js';
+import { familyTag, fwmarkObjects, ident, prefixSet } from './nftFwmark.js';
+import { mergeNft, type NftState } from '../model/nft.js';
 import { mergeUnitsNft } from './nftMerge.js';
 import { domainObjects, mergeFeeds } from './nftDomains.js';
 import { hasDomains } from '../profile/marks.js';
@@ -60,13 +63,15 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   // turn out to be fwmark here, on a kernel without the rule selectors.
   const markOwner = new Map<number, string>();
   for (const u of out.units) {
-    if (u.mode !== 'fwmark' || u.status === 'absent' || u.status === 'stopped') continue;
+    // Gateway units mark too (forwarded packets), in either mode.
+    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, u.family)) || u.status === 'absent' || u.status === 'stopped') continue;
     const first = markOwner.get(u.profile.fwmark);
     if (first && first !== u.profile.name) {
       out.errors.push(`profiles ${first} and ${u.profile.name} both use fwmark 0x${u.profile.fwmark.toString(16)} in fwmark mode; give each its own fwmark`);
       u.nft = undefined;
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
+  gatewayChecks(out, f);
   out.nft = mergeUnitsNft(out.units);
   out.domainFeeds = mergeFeeds(out.units);
   out.sysctls = rpFilterNeeds(out, f);
@@ -85,7 +90,8 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
   const out: NonNullable<Desired['sysctls']> = [];
   const seen = new Set<string>();
   for (const u of d.units) {
-    if (u.mode !== 'fwmark' || u.family !== 4 || u.status !== 'active') continue;
+    // Gateway mode too: the replies of forwarded connections arrive on the tunnel unmarked.
+    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, 4)) || u.family !== 4 || u.status !== 'active') continue;
     const path = `net/ipv4/conf/${u.profile.interface}/rp_filter`;
     if (seen.has(path)) continue;
     seen.add(path);
@@ -103,7 +109,7 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * adds its condition here.
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p);
+  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined;
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
@@ -196,7 +202,13 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const included = coverIndex(includes);
   const usefulThrows = throws.filter((t) => included(t));
 
-  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes, f);
+  const gw = gatewaySelection(p.from, family);
+  if (gw) notes.push(...gatewayNotes(p, gw));
+  if (mode === 'fwmark') {
+    const u = fwmarkUnit(p, iface, family, status, includes, throws, notes, f, gw);
+    if (gw) u.routes.push(...connectedThrows(p, family, connected));
+    return u;
+  }
 
   const routes: RouteSpec[] = [];
   for (const inc of includes) {
@@ -209,7 +221,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const rules: RuleSpec[] = [];
   if (includes.length === 0) {
     notes.push(`nothing of ${FAMILY_NAME[family]} is included once exclusions are applied`);
-  } else {
+  } else if (p.from.host) {
     // IPv6 while the tunnel is down with on_down = "block": FIND_SADDR cannot match (the
     // source comes from T's route and only `unreachable` is left), and ip6_dst_lookup_tail
     // ignores an unreachable first lookup and retries with the uplink's source. So the rule
@@ -241,7 +253,10 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
               rules.push(r);
             }
   }
-  return { profile: p, family, status, mode, rules, routes, notes };
+  // Gateway mode: marked forwarded packets go to T, whose routes decide the destination.
+  if (gw && includes.length) rules.push(markRule(p, family));
+  const nft = gw ? gatewayObjects({ ...gatewayInput(p, family, iface, gw), masquerade: p.masquerade }) : undefined;
+  return { profile: p, family, status, mode, rules, routes, notes, ...(nft ? { nft } : {}) };
 }
 
 /**
@@ -250,14 +265,12 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
  * one rule per family sends marked packets to it. No source trick is needed: only packets
  * of connections this host opened are marked, and SNAT fixes their source.
  */
-function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[], f: Facts): Unit {
+function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[], f: Facts, gw?: GatewaySelection): Unit {
   const routes: RouteSpec[] = [];
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
   if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
-  const rules: RuleSpec[] = includes.length || p.includeDomains.length
-    ? [{ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask }]
-    : [];
+  const rules: RuleSpec[] = (includes.length || p.includeDomains.length) && (p.from.host || gw) ? [markRule(p, family)] : [];
   const input = {
     profile: p.name,
     family,
@@ -271,19 +284,41 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
     include: includes,
     exclude: throws,
   };
-  // (apps and domains in one profile are refused by parse.ts)
+  // The host's own traffic: plain marks, or limited to applications or to domain sets (apps
+  // and domains in one profile are refused by parse.ts).
+  let feeds: Unit['feeds'];
+  let host: NftState;
   if (hasDomains(p)) {
     const d = domainObjects({ ...input, includeDomains: p.includeDomains, excludeDomains: p.excludeDomains });
-    return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: d.nft, feeds: d.feeds };
+    host = d.nft;
+    feeds = d.feeds;
+  } else {
+    const apps = hasApps(p) && f.cgroups;
+    if (apps) for (const x of waitingCgroups(p, apps)) notes.push(`waiting for cgroup ${x}: it does not exist (yet)`);
+    host = apps ? appsObjects(input, p, apps) : fwmarkObjects(input);
   }
-  const apps = hasApps(p) && f.cgroups;
-  if (apps) for (const x of waitingCgroups(p, apps)) notes.push(`waiting for cgroup ${x}: it does not exist (yet)`);
-  const nft = apps ? appsObjects(input, p, apps) : fwmarkObjects(input);
-  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft };
+  const base = `${ident(p.name)}_${familyTag(family)}`;
+  const sets = { include: `${base}_include`, exclude: `${base}_exclude` };
+  const parts: NftState[] = [];
+  if (p.from.host) parts.push(host);
+  if (gw) {
+    const g = gatewayObjects({ ...gatewayInput(p, family, iface, gw), destSets: sets, masquerade: p.masquerade });
+    parts.push({ ...g, sets: [prefixSet(sets.include, family, includes, p.name), prefixSet(sets.exclude, family, throws, p.name)] });
+  }
+  return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: mergeNft(parts), ...(feeds && p.from.host ? { feeds } : {}) };
 }
 
 function parsePrefixOrThrow(text: string): Prefix {
   const r = parsePrefix(text);
   if (!r.ok) throw new Error(r.reason);
   return r.prefix;
+}
+
+/** `ip rule fwmark MARK/MASK lookup T`: where packets marked by nftables go. */
+function markRule(p: Profile, family: Family): RuleSpec {
+  return { family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask };
+}
+
+function gatewayInput(p: Profile, family: Family, iface: InterfaceFacts, gw: GatewaySelection) {
+  return { ...gw, profile: p.name, family, iface: p.interface, mark: p.fwmark, mask: p.fwmarkMask, protocols: p.protocols, dports: p.dports, sports: p.sports, mtu: iface.mtu };
 }

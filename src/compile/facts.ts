@@ -20,6 +20,8 @@ export interface InterfaceFacts {
   endpoints: Endpoint[];
   /** net.ipv4.conf.IFACE.rp_filter, when read (fwmark mode needs it not strict) */
   rpFilter?: number;
+  /** the link's MTU (gateway mode clamps TCP MSS to it) */
+  mtu?: number;
 }
 
 export function absentInterface(name: string): InterfaceFacts {
@@ -56,6 +58,8 @@ export interface Facts {
   changedSysctls: Record<string, number>;
   /** cgroup v2 facts, gathered only when a profile has `apps` or `exclude_apps` */
   cgroups?: CgroupFacts;
+  /** net.ipv4.ip_forward / net.ipv6.conf.all.forwarding, read when a profile forwards (gateway mode) */
+  forwarding?: Partial<Record<Family, number>>;
 }
 
 /** What compile needs to match applications (kernel/cgroup.ts gathers it). */
@@ -80,5 +84,6 @@ export function facts(interfaces: Map<string, InterfaceFacts>, more: Partial<Omi
     rpFilterAll: more.rpFilterAll,
     changedSysctls: more.changedSysctls ?? {},
     ...(more.cgroups && { cgroups: more.cgroups }),
+    forwarding: more.forwarding,
   };
 }

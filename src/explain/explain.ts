@@ -12,6 +12,7 @@ import { containsAddress, formatPrefix, parseAddress, parsePrefix, type Family, 
 import type { LookupResult } from '../kernel/lookup.js';
 import type { Protocol } from '../profile/types.js';
 import { appRefusal } from './apps.js';
+import { forwardedVerdict, marksForwarded } from './gateway.js';
 
 export interface ExplainQuery {
   family: Family;
@@ -23,6 +24,8 @@ export interface ExplainQuery {
   from?: string;
   /** the sending application's cgroup v2 path (explain --app, or --pid's /proc/PID/cgroup) */
   app?: string;
+  /** a forwarded packet (gateway mode): the interface it came in on; `from` is its source */
+  iif?: string;
 }
 
 export interface ProfileVerdict {
@@ -105,8 +108,10 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts, learned?: Learned)
   if (p.protocols && (!q.proto || !p.protocols.includes(q.proto))) return { ...base, matches: false, reason: `protocol ${q.proto ?? '(any)'} is not in ${p.protocols.join(', ')}` };
   if (!inRanges(q.dport, p.dports)) return { ...base, matches: false, reason: `destination port ${q.dport ?? '(none)'} is not in ${p.dports.map((r) => (r.start === r.end ? r.start : `${r.start}-${r.end}`)).join(', ')}` };
   if (!inRanges(q.sport, p.sports)) return { ...base, matches: false, reason: `source port ${q.sport ?? '(none)'} is not in the profile's sports` };
-  if (!inRanges(q.uid ?? 0, p.uids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is not in the profile's uids` };
-  const appWhy = appRefusal(p, q.app, facts.cgroups);
+  const fwd = forwardedVerdict(u, q);
+  if (fwd) return { ...base, matches: false, reason: fwd };
+  if (!q.iif && !inRanges(q.uid ?? 0, p.uids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is not in the profile's uids` };
+  const appWhy = q.iif ? undefined : appRefusal(p, q.app, facts.cgroups);
   if (appWhy) return { ...base, matches: false, reason: appWhy };
   const addr = parseAddress(q.dst)!.addr;
   const dom = learned?.(u, q.family, q.dst);
@@ -117,18 +122,19 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts, learned?: Learned)
   const ex = exclusionReason(u, facts, q.family, addr);
   if (ex) return { ...base, matches: false, reason: ex };
   if (dom?.which === 'exclude') return { ...base, matches: false, reason: `${q.dst} is in set ${dom.set}, learned from a DNS answer for exclude_domains (${u.profile.excludeDomains.join(', ')}): stays direct` };
-  if (q.from && u.mode === 'rule') {
+  if (q.from && !q.iif && u.mode === 'rule') {
     const own = (facts.interfaces.get(p.interface)?.addresses[q.family] ?? []).includes(q.from);
     const unspecified = q.from === '0.0.0.0' || q.from === '::';
     if (!own && !unspecified) return { ...base, matches: false, reason: `the source ${q.from} is already chosen and is not ${p.interface}'s: replies and bound sockets leave where they belong` };
   }
-  return { ...base, matches: true, reason: `matches (${[q.proto && `protocol ${q.proto}`, q.dport !== undefined && `dport ${q.dport}`, p.uids.length && `uid ${q.uid ?? 0}`, q.app !== undefined && (p.apps !== undefined || p.excludeApps !== undefined) && `application ${q.app}`].filter(Boolean).join(', ') || 'any packet'})` };
+  return { ...base, matches: true, reason: `matches (${[q.iif && `forwarded from ${q.from} on ${q.iif}`, q.proto && `protocol ${q.proto}`, q.dport !== undefined && `dport ${q.dport}`, !q.iif && p.uids.length && `uid ${q.uid ?? 0}`, q.app !== undefined && (p.apps !== undefined || p.excludeApps !== undefined) && `application ${q.app}`].filter(Boolean).join(', ') || 'any packet'})` };
 }
 
 /** The first fwmark unit (by priority) whose nftables rule would mark this packet. */
 export function markFor(units: Unit[], q: ExplainQuery, facts: Facts, learned?: Learned): Unit | undefined {
   return units
-    .filter((u) => u.mode === 'fwmark' && u.family === q.family && (u.status === 'active' || u.status === 'down'))
+    // Forwarded packets are marked by gateway units in either mode; the host's own by fwmark units.
+    .filter((u) => (q.iif ? marksForwarded(u) : u.mode === 'fwmark' && u.profile.from.host) && u.family === q.family && (u.status === 'active' || u.status === 'down'))
     .sort((a, b) => a.profile.priority - b.profile.priority)
     .find((u) => judge(u, q, facts, learned).matches);
 }
@@ -142,7 +148,7 @@ export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: Lo
   const profiles = mine.map((u) => judge(u, q, facts, learned));
   const byTable = mine.find((u) => u.profile.table === result.table);
   const what = [q.proto, q.dport !== undefined && `dport ${q.dport}`, q.uid !== undefined && `uid ${q.uid}`].filter(Boolean).join(' ');
-  const head = `${q.dst}${what ? ' ' + what : ''}`;
+  const head = `${q.dst}${what ? ' ' + what : ''}${q.iif ? ` from ${q.from} on ${q.iif}` : ''}`;
   const base = { query: q, profiles, mark: marked?.profile.fwmark };
   if (!result.ok) {
     const blockedBy = byTable ?? mine.find((u) => profiles.find((v) => v.profile === u.profile.name)?.matches && u.status === 'down');
@@ -161,7 +167,10 @@ export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: Lo
   }
   const tunnel = mine.find((u) => u.profile.table === result.table && u.profile.interface === result.dev);
   if (tunnel) {
-    const how = tunnel.mode === 'fwmark' ? `marked 0x${tunnel.profile.fwmark.toString(16)} by nftables, rule fwmark` : `rule pref ${tunnel.profile.priority}`;
+    // A forwarded packet keeps the client's source up to the tunnel, where it is masqueraded.
+    const masq = q.iif && tunnel.profile.masquerade ? facts.interfaces.get(tunnel.profile.interface)?.addresses[q.family][0] : undefined;
+    const src = masq ? `, masqueraded to ${masq}` : q.iif && !tunnel.profile.masquerade ? `, source ${q.from} kept (masquerade = false)` : result.src ? `, source ${result.src}` : '';
+    const how = tunnel.mode === 'fwmark' || q.iif ? `marked 0x${tunnel.profile.fwmark.toString(16)} by nftables, rule fwmark` : `rule pref ${tunnel.profile.priority}`;
     return {
       ...base,
       verdict: 'tunnel',
@@ -169,8 +178,8 @@ export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: Lo
       table: result.table,
       interface: result.dev,
       source: result.src,
-      headline: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${result.src ? `, source ${result.src}` : ''})`,
-      summary: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${result.src ? `, source ${result.src}` : ''})`,
+      headline: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${src})`,
+      summary: `${head}: through the tunnel ${result.dev} (profile ${tunnel.profile.name}: ${how} -> table ${result.table}${src})`,
     };
   }
   const why = profiles.length

@@ -67,7 +67,7 @@ export class LinuxKernel implements KernelPort {
       const wg = await wgEndpoints(name);
       if (wg.note) this.notes.push(wg.note);
       const rp = (await this.readSysctls([`net/ipv4/conf/${name}/rp_filter`]))[`net/ipv4/conf/${name}/rp_filter`];
-      out.set(name, { name, exists: true, up: link.up, addresses: { 4: v4, 6: v6 }, endpoints: wg.endpoints, rpFilter: rp });
+      out.set(name, { name, exists: true, up: link.up, addresses: { 4: v4, 6: v6 }, endpoints: wg.endpoints, rpFilter: rp, ...(link.mtu ? { mtu: link.mtu } : {}) });
     }
     return out;
   }

@@ -15,6 +15,8 @@ export interface LookupQuery {
   uid?: number;
   from?: string;
   mark?: number;
+  /** a forwarded packet: the interface it came in on (an input route lookup, with `from`) */
+  iif?: string;
 }
 
 export interface LookupResult {

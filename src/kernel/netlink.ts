@@ -25,6 +25,7 @@ export interface LinkInfo {
   index: number;
   name: string;
   up: boolean;
+  mtu?: number;
 }
 
 export interface AddressInfo {
@@ -70,7 +71,7 @@ export class Rtnl {
   async links(refresh = false): Promise<LinkInfo[]> {
     if (this.linkCache && !refresh) return this.linkCache;
     const msgs = await this.s.getLinks();
-    this.linkCache = msgs.map((m) => ({ index: m.data.index ?? 0, name: m.attrs.ifname ?? '', up: !!m.data.flags?.up }));
+    this.linkCache = msgs.map((m) => ({ index: m.data.index ?? 0, name: m.attrs.ifname ?? '', up: !!m.data.flags?.up, mtu: m.attrs.mtu }));
     return this.linkCache;
   }
 
@@ -137,6 +138,11 @@ export class Rtnl {
     if (q.sport !== undefined) attrs.sport = port(q.sport);
     if (q.uid !== undefined) attrs.uid = u32(q.uid);
     if (q.mark !== undefined) attrs.mark = u32(q.mark);
+    if (q.iif !== undefined) {
+      const link = (await this.links(true)).find((l) => l.name === q.iif);
+      if (!link) return { ok: false, error: `no interface ${q.iif}` };
+      attrs.iif = link.index; // the package encodes RTA_IIF itself (putU32), unlike mark and uid (raw buffers)
+    }
     if (q.from) {
       attrs.src = addressBytes(q.from)!.bytes;
       data.srcLen = q.family === 4 ? 32 : 128;

@@ -6,10 +6,12 @@
  * validateSet (every profile at load) and compile (the fwmark rule) never disagree.
  */
 import { hasApps } from './apps.js';
+import { isGateway } from './from.js';
 import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
-  return p.mode === 'fwmark' || hasApps(p) || hasDomains(p);
+  // Gateway mode (`from` with interfaces or prefixes) marks forwarded packets in prerouting.
+  return p.mode === 'fwmark' || hasApps(p) || hasDomains(p) || isGateway(p.from);
 }
 
 /** Profiles with include_domains / exclude_domains match destinations by nftables sets dnsmasq fills. */

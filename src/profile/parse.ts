@@ -9,6 +9,7 @@ import { namedSet, NAMED_SETS } from '../model/namedSets.js';
 import { IFNAME, DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
 import type { Range } from '../model/rule.js';
 import { parseApps } from './apps.js';
+import { isGateway, parseFrom } from './from.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
 import { parseDomainLists } from './domains.js';
@@ -159,6 +160,9 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
   if ((domains.include.length || domains.exclude.length) && (apps !== undefined || excludeApps !== undefined)) {
     atValue('apps / exclude_apps and include_domains / exclude_domains cannot be combined in one profile yet; use two profiles (each with its own table, priority and fwmark)', raw.include_domains ? 'include_domains' : 'exclude_domains');
   }
+  const from = parseFrom(raw.from, raw.interface, at, atValue);
+  if (uids.length && raw.from !== undefined && !from.host) atValue('uids select the host\'s own processes, and from has no "host": forwarded packets carry no uid (add "host" to from, or remove uids)', 'uids');
+  if (raw.masquerade !== undefined && !isGateway(from)) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
 
   if (problems.length) return { problems };
   return {
@@ -188,6 +192,8 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
       ...(excludeApps !== undefined && { excludeApps }),
       includeDomains: domains.include,
       excludeDomains: domains.exclude,
+      from,
+      masquerade: raw.masquerade ?? true,
     },
   };
 }

@@ -32,6 +32,8 @@ export const profileSchema = z
     exclude_apps: stringList.optional(),
     include_domains: stringList.optional(),
     exclude_domains: stringList.optional(),
+    from: stringList.optional(),
+    masquerade: z.boolean().optional(),
   })
   .strict();
 

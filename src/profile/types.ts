@@ -51,6 +51,21 @@ export interface Profile {
    */
   includeDomains: string[];
   excludeDomains: string[];
+  /** where matching traffic comes from (`from`; gateway mode for anything but "host") */
+  from: FromSpec;
+  /** gateway mode: masquerade forwarded packets to the tunnel's address (`masquerade`) */
+  masquerade: boolean;
   /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */
   digest?: string;
+}
+
+/**
+ * `from`: the host's own traffic, and forwarded traffic by ingress interface (a name, or a
+ * prefix of names written `br-*`) or by source prefix. The default is the host alone.
+ */
+export interface FromSpec {
+  host: boolean;
+  /** interface names as nft `iifname` matches them: `br-*` is a prefix match */
+  interfaces: string[];
+  sources: PrefixSource[];
 }

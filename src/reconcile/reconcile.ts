@@ -21,6 +21,8 @@ import { rememberPlans, reuser } from './planCache.js';
 import { WG_MISSING } from '../kernel/wg.js';
 import type { DnsmasqPort, DnsmasqSync } from '../dnsmasq/dnsmasq.js';
 import { cacheStale, renderDropin } from '../dnsmasq/dropin.js';
+import { FORWARDING_SYSCTL } from '../compile/gatewayUnit.js';
+import { isGateway } from '../profile/from.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -65,14 +67,15 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
   // Application profiles: which of their cgroups exist now, and with which ids (compile/apps.ts).
   const cgroups = profiles.some(hasApps) && kernel.cgroups ? await kernel.cgroups(cgroupPathsOf(profiles, ownCgroupBase())) : undefined;
-  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls, cgroups });
+  const forwarding = await forwardingFacts(kernel, profiles);
+  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls, cgroups, forwarding });
   const desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
   // The nftables table is one for all profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft && profiles.length > selected.length) {
     const others = profiles.filter((p) => !selected.includes(p));
     const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
     for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
-    const all = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, cgroups }));
+    const all = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, cgroups, forwarding }));
     desired.nft = all.nft;
     desired.domainFeeds = all.domainFeeds;
   }
@@ -94,6 +97,13 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   for (const u of desired.units) scope.add(u.profile.table);
   return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope) };
+}
+
+/** Gateway profiles need forwarding on (compile refuses otherwise); read only when one exists. */
+async function forwardingFacts(kernel: KernelPort, profiles: Profile[]): Promise<Facts['forwarding']> {
+  if (!kernel.readSysctls || !profiles.some((p) => isGateway(p.from))) return undefined;
+  const v = await kernel.readSysctls([FORWARDING_SYSCTL[4], FORWARDING_SYSCTL[6]]);
+  return { 4: v[FORWARDING_SYSCTL[4]], 6: v[FORWARDING_SYSCTL[6]] };
 }
 
 /** The rule-selector probe, run once per boot and kernel, only when a profile says auto. */

@@ -65,6 +65,13 @@ export const ADDR = {
   tailscaleHost: '100.100.1.1',
   ts: '100.64.0.5',
   tsNet: '100.64.0.0/10',
+  /** LAN clients added with `addClient(name, bridge, N)`: the host's bridge and the client. */
+  clientGateway: (n: number) => `192.168.${n}.1`,
+  clientGateway6: (n: number) => `2a00:${n}::1`,
+  client: (n: number) => `192.168.${n}.2`,
+  client6: (n: number) => `2a00:${n}::2`,
+  clientNet: (n: number) => `192.168.${n}.0/24`,
+  clientNet6: (n: number) => `2a00:${n}::/64`,
 } as const;
 
 /** Server ports. */
@@ -80,6 +87,8 @@ export const PORT = {
   hostServer: 8080,
   /** The VPN server's WireGuard port. */
   wireguard: 51820,
+  /** TCP and UDP echo in the container, published on routerWan and hostLan by `publish()`. */
+  published: 8081,
 } as const;
 
 /** Priorities and table of the tailscale-like neighbour on the host. */
@@ -139,6 +148,16 @@ export interface Sandbox {
    * source address the server saw, or `ERR <code>` (e.g. `ERR ETIMEDOUT`).
    */
   probe(ns: string, proto: 'tcp' | 'udp', host: string, port: number, opts?: ProbeOptions): Promise<string>;
+  /**
+   * A LAN client namespace `${prefix}-${name}` on the host's bridge `bridge` (created if
+   * missing: 192.168.N.1/24, 2a00:N::1/64), at 192.168.N.2 and 2a00:N::2, default routes via
+   * the host (gateway mode). Returns the namespace name.
+   */
+  addClient(name: string, bridge: string, n: number): Promise<string>;
+  /** Remove a client namespace (and the bridge, if given). */
+  delClient(name: string, bridge?: string): Promise<void>;
+  /** Publish the container's echo port (PORT.published) on the uplink, DNAT as docker -p does. */
+  publish(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -200,6 +219,11 @@ export async function createSandbox(prefix: string, opts: { wgIface?: string } =
     return `ERR EPROBE exit ${r.exitCode}: ${r.stderr.trim()}`;
   };
 
+  const must = async (args: string[]) => {
+    const r = await topology([args[0], prefix, ...args.slice(1)], 60_000);
+    if (r.exitCode !== 0) throw new Error(`sandbox ${prefix}: topology.sh ${args.join(' ')} failed (exit ${r.exitCode})\n${r.stderr}${r.stdout}`);
+  };
+
   let destroyed = false;
   return {
     prefix,
@@ -209,6 +233,16 @@ export async function createSandbox(prefix: string, opts: { wgIface?: string } =
     scriptsDir,
     exec,
     probe,
+    async addClient(name, bridge, n) {
+      await must(['add-client', name, bridge, String(n)]);
+      return `${prefix}-${name}`;
+    },
+    async delClient(name, bridge) {
+      await must(['del-client', name, ...(bridge ? [bridge] : [])]);
+    },
+    async publish() {
+      await must(['publish']);
+    },
     async destroy() {
       if (destroyed) return;
       destroyed = true;

@@ -6,6 +6,14 @@
 #   topology.sh down PREFIX            tear it down; idempotent
 #   topology.sh stop-wg PREFIX         kill the host's wireguard-go (its interface disappears)
 #   topology.sh start-wg PREFIX        start it again: same key, peer and addresses (a restart)
+#   topology.sh add-client PREFIX NAME BRIDGE N
+#                                      a LAN client namespace PREFIX-NAME behind the host: bridge
+#                                      BRIDGE on the host (created if missing) with 192.168.N.1/24
+#                                      and 2a00:N::1/64, the client at .2 / ::2, default via the host
+#   topology.sh del-client PREFIX NAME [BRIDGE]   remove that client (and the bridge)
+#   topology.sh publish PREFIX         a port the host publishes for the container: echo TCP+UDP
+#                                      8081 in PREFIX-ctr, DNAT 20.0.1.1:8081 (router) ->
+#                                      192.168.1.2:8081 (host, from eth0) -> 172.17.0.2:8081
 #
 # Nothing here touches the root namespace's network: every link is created directly
 # inside a namespace of ours (ip -n NS link add ... peer ... netns OTHER).
@@ -20,7 +28,7 @@ STATE_ROOT=/run/wgsplit-sandbox
 ROLES=(host router inet vpn ctr ts)
 WG_SOCK_DIR=/var/run/wireguard
 
-usage() { echo "usage: $0 up PREFIX [WG_IFACE] | down PREFIX | stop-wg PREFIX | start-wg PREFIX" >&2; exit 2; }
+usage() { echo "usage: $0 up PREFIX [WG_IFACE] | down PREFIX | stop-wg PREFIX | start-wg PREFIX | add-client PREFIX NAME BRIDGE N | del-client PREFIX NAME [BRIDGE] | publish PREFIX" >&2; exit 2; }
 die() { echo "topology: $*" >&2; exit 1; }
 
 [[ $# -ge 2 ]] || usage
@@ -31,7 +39,7 @@ P=$2
 STATE=$STATE_ROOT/$P
 WG=${3:-wg0}
 # stop-wg/start-wg act on an existing sandbox: its interface name was recorded by `up`.
-if [[ $CMD == stop-wg || $CMD == start-wg ]]; then
+if [[ $CMD == stop-wg || $CMD == start-wg || $CMD == add-client || $CMD == del-client || $CMD == publish ]]; then
   [[ -r $STATE/wg_iface ]] || die "no sandbox '$P' (run up first)"
   WG=$(cat "$STATE/wg_iface")
 fi
@@ -89,8 +97,10 @@ wait_gone() {
 
 down() {
   [[ -d $STATE ]] && kill_recorded
-  local role n pid st victims
-  for role in "${ROLES[@]}"; do
+  local role n pid st victims roles=("${ROLES[@]}")
+  # Clients added later (add-client) are recorded by name.
+  [[ -r $STATE/clients ]] && roles+=($(cat "$STATE/clients"))
+  for role in "${roles[@]}"; do
     n=$(ns "$role")
     [[ -e /run/netns/$n ]] || continue
     # Anything still running inside a namespace we are deleting would keep the namespace
@@ -393,8 +403,95 @@ WGEOF
   echo ready
 }
 
+# --- LAN clients behind the host (gateway mode) ----------------------------------------------
+
+# A client namespace on a bridge of the host, with its default routes via the host: a LAN
+# device (or a VM) that uses the host as its router. The home router routes the client's
+# network back to the host and masquerades it like its own LAN, so the client's direct
+# IPv4 traffic is seen as 20.0.1.1 and its direct IPv6 traffic as 2a00:N::2 (routed); the
+# internet routes 2a00:N::/64 to the router. IPv6 forwarding on the host is left to the
+# caller (a test may want it off).
+add_client() {
+  local name=$1 br=$2 n=$3
+  [[ $name =~ ^[a-z][a-z0-9]{0,5}$ ]] || die "client NAME must be 1-6 characters [a-z0-9]: '$name'"
+  [[ $br =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "bad bridge name '$br'"
+  [[ $n =~ ^[0-9]+$ ]] && ((n >= 2 && n <= 254)) || die "N must be 2-254: '$n'"
+  local cns
+  cns=$(ns "$name")
+  [[ -e /run/netns/$cns ]] && die "client $cns exists"
+  echo "$name" >>"$STATE/clients"
+  ip netns add "$cns"
+  in_ns "$name" sh -c '
+    echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad
+    echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad
+    ip link set lo up'
+  if ! ip -n "$(ns host)" link show "$br" >/dev/null 2>&1; then
+    ipb host <<EOF
+link add $br type bridge
+addr add 192.168.$n.1/24 dev $br
+addr add 2a00:$n::1/64 dev $br
+link set $br up
+EOF
+  fi
+  ip -n "$(ns host)" link add "v-$name" type veth peer name eth0 netns "$cns"
+  ipb host <<EOF
+link set v-$name master $br
+link set v-$name up
+EOF
+  ipb "$name" <<EOF
+addr add 192.168.$n.2/24 dev eth0
+addr add 2a00:$n::2/64 dev eth0
+link set eth0 up
+route add default via 192.168.$n.1
+route add ::/0 via 2a00:$n::1
+EOF
+  ipb router <<EOF
+route replace 192.168.$n.0/24 via 192.168.1.2
+route replace 2a00:$n::/64 via 2a00:2::2
+EOF
+  in_ns router nft add rule ip sandbox_router postrouting oifname "wan0" ip saddr "192.168.$n.0/24" masquerade
+  ip -n "$(ns inet)" route replace "2a00:$n::/64" via 2a00:3::1
+  echo ready
+}
+
+del_client() {
+  local name=$1 br=${2:-} cns pid st victims=()
+  cns=$(ns "$name")
+  for pid in $(ip netns pids "$cns" 2>/dev/null); do
+    st=$(starttime "$pid")
+    [[ -n $st ]] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    victims+=("$pid:$st")
+  done
+  [[ ${#victims[@]} -gt 0 ]] && wait_gone "${victims[@]}"
+  ip netns del "$cns" 2>/dev/null || true
+  if [[ -n $br ]]; then ip -n "$(ns host)" link del "$br" 2>/dev/null || true; fi
+  echo deleted
+}
+
+# A port the host publishes for its container, as `docker run -p 8081:8081` does: DNAT on
+# the host's uplink (and the home router's port forward to the host). The container's
+# replies are the reply direction of a connection that came in from outside.
+publish() {
+  start_bg echo-ctr ctr node "$HERE/echo.mjs" tcp 172.17.0.2 8081 udp 172.17.0.2 8081
+  in_ns router nft add rule ip sandbox_router prerouting iifname "wan0" ip daddr 20.0.1.1 meta l4proto '{ tcp, udp }' th dport 8081 dnat to 192.168.1.2:8081
+  in_ns host nft -f - <<'EOF'
+table ip sandbox_publish {
+  chain prerouting {
+    type nat hook prerouting priority dstnat;
+    iifname "eth0" meta l4proto { tcp, udp } th dport 8081 dnat to 172.17.0.2:8081
+  }
+}
+EOF
+  wait_for "echo server echo-ctr" 500 echo_ready echo-ctr
+  echo ready
+}
+
 case $CMD in
   up) up ;;
+  add-client) [[ $# -eq 5 ]] || usage; add_client "$3" "$4" "$5" ;;
+  del-client) [[ $# -ge 3 ]] || usage; del_client "$3" "${4:-}" ;;
+  publish) publish ;;
   down) down ;;
   stop-wg) stop_wg ;;
   start-wg) start_wg ;;

@@ -160,7 +160,7 @@ test('uids: real NSS lookups through getent (root exists everywhere; a made-up n
 });
 
 test('explain --uid takes a user name; a bad one is a usage error', (t) => {
-  t.deepEqual(parseCli(['explain', '1.1.1.1', '--uid', 'alice'], {}, false).explain, { proto: undefined, dport: undefined, sport: undefined, uid: undefined, user: 'alice', from: undefined, app: undefined, pid: undefined });
+  t.deepEqual(parseCli(['explain', '1.1.1.1', '--uid', 'alice'], {}, false).explain, { proto: undefined, dport: undefined, sport: undefined, uid: undefined, user: 'alice', from: undefined, iif: undefined, app: undefined, pid: undefined });
   t.is(parseCli(['explain', '1.1.1.1', '--uid', '42'], {}, false).explain.uid, 42);
   const e = t.throws(() => parseCli(['explain', '1.1.1.1', '--uid=a/b'], {}, false), { instanceOf: WgsplitError });
   t.is(e!.code, 'USAGE');

@@ -71,9 +71,9 @@ export async function explainCommand(ctx: Context): Promise<number> {
         if (!name) throw new WgsplitError('USAGE', `--from ${o.from} is not an IPv${family} address`);
         continue;
       }
-      const q: ExplainQuery = { family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid, from: o.from, app };
+      const q: ExplainQuery = { family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid, from: o.from, iif: o.iif, app };
       const marked = markFor(c.desired.units, q, c.allFacts, learned);
-      const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, mark: marked?.profile.fwmark });
+      const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, iif: q.iif, mark: marked?.profile.fwmark });
       const e = explain(q, c.desired.units, c.allFacts, result, marked, learned);
       const sets = c.desired.units.filter((u) => u.family === family).map((u) => learned(u, family, dst)?.set).filter((x): x is string => !!x);
       if (ctx.args.json) {

@@ -72,7 +72,7 @@ export async function status(ctx: Context): Promise<number> {
         const sync = f.status === 'absent' ? '' : f.drift === 0 ? ', in sync' : `, DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
         const state = where + sync;
         ctx.out(`  ${f.family} (${f.mode} mode): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
-        for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked|^waiting for cgroup/.test(n)) ctx.out(`    ${n}\n`);
+        for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked|^waiting for cgroup|^gateway: |^the host.s own traffic is not/.test(n)) ctx.out(`    ${n}\n`);
       }
       if (p.nft) {
         const n = p.nft;
