@@ -128,7 +128,8 @@ test.serial('apps: a listed cgroup and its subtree go through the tunnel, an unl
 test.serial('wgsplit exec: runs the command in the profile\'s own cgroup as the sudo user or --user, never as root unless asked; its traffic goes through the tunnel', async (t) => {
   writeProfile(dir, 'torrent', profileText('apps = []'));
   t.is((await run(dir, ['up', WG])).exitCode, 0);
-  const probe = [process.execPath, path.join(SANDBOX_DIR, 'probe.mjs'), 'tcp', ADDR.internet, String(PORT.http)];
+  // The sandbox's world-readable copy: the command runs as another user, who may not read the checkout.
+  const probe = [process.execPath, path.join(sb.scriptsDir, 'probe.mjs'), 'tcp', ADDR.internet, String(PORT.http)];
   const script = ['sh', '-c', 'id -u; id -g; grep "^0::" /proc/self/cgroup; exec "$@"', 'sh', ...probe];
 
   // Under sudo: as the invoking user.
@@ -263,7 +264,8 @@ test.serial("the issue's contract profile as written (interface renamed): applie
   t.regex(up.stderr, /waiting for cgroup system\.slice\/transmission-daemon\.service/);
   const d = await run(dir, ['diff']);
   t.is(d.exitCode, 0, d.stdout + d.stderr);
-  const probe = [process.execPath, path.join(SANDBOX_DIR, 'probe.mjs'), 'tcp', ADDR.internet, String(PORT.http)];
+  // The sandbox's world-readable copy: the command runs as another user, who may not read the checkout.
+  const probe = [process.execPath, path.join(sb.scriptsDir, 'probe.mjs'), 'tcp', ADDR.internet, String(PORT.http)];
   const viaExec = await run(dir, ['exec', 'torrent', '--user', 'nobody', '--', ...probe]);
   t.is(viaExec.exitCode, 0, viaExec.stderr);
   t.is(viaExec.stdout.trim(), ADDR.vpnPublic);
