@@ -116,7 +116,8 @@ test.serial('another manager deletes our rule every ~20 ms for ~3 s: repairs are
   const during = w.since(m);
   const repairs = during.filter(isConverged);
   t.log(`the loop tried ${tries} times and deleted the rule ${deleted} times; ${repairs.length} repairs`);
-  t.true(tries >= 50, `the loop ran ${tries} times`);
+  // The loop's own pace (date, ip, sleep 0.02 per round) drops on a loaded machine: 25 rounds still make the fight.
+  t.true(tries >= 25, `the loop ran ${tries} times`);
   t.true(deleted >= 3, 'the fight happened');
   t.true(repairs.length >= 2 && repairs.length < 30, `${repairs.length} repairs in ~3 s: bounded, not a tight loop`);
 
