@@ -34,6 +34,7 @@ import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
 import { fwmarkObjects } from './nftFwmark.js';
 import { mergeUnitsNft } from './nftMerge.js';
+import { withCounters } from './counters.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
@@ -91,7 +92,7 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * adds its condition here.
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported);
+  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported);
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
@@ -131,14 +132,14 @@ function compileProfile(p: Profile, f: Facts, out: Desired): void {
   }
   for (const family of families) {
     if (live && has(iface, family)) {
-      out.units.push(compileUnit(p, iface, family, f, 'active'));
+      out.units.push(withCounters(compileUnit(p, iface, family, f, 'active')));
     } else if (has(memory, family) || has(iface, family)) {
       // Down, gone, or lost this family's address: keep rules and throws; the kernel has
       // already dropped the dev routes, and on_down decides between unreachable and main.
       const basis = has(iface, family) ? { ...iface, endpoints: memory?.endpoints ?? iface.endpoints } : memory!;
       const u = compileUnit(p, basis, family, f, 'down');
       u.notes.unshift(`${p.interface} is ${!iface.exists ? 'gone' : !iface.up ? 'down' : `without an ${FAMILY_NAME[family]} address`}: on_down = "${p.onDown}"`);
-      out.units.push(u);
+      out.units.push(withCounters(u));
     } else {
       out.errors.push(`profile ${p.name}: families includes ${family === 4 ? 'ipv4' : 'ipv6'} but ${p.interface} has no ${FAMILY_NAME[family]} address`);
     }

@@ -164,6 +164,7 @@ export function parseProfile(file: string, text: string): ParseResult {
       fwmark,
       fwmarkMask,
       description: raw.description,
+      counters: raw.counters ?? true,
     },
   };
 }

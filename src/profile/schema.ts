@@ -28,6 +28,7 @@ export const profileSchema = z
     fwmark: z.number().int().optional(),
     fwmark_mask: z.number().int().optional(),
     description: z.string().optional(),
+    counters: z.boolean().optional(),
   })
   .strict();
 

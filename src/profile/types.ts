@@ -37,6 +37,8 @@ export interface Profile {
   fwmark: number;
   fwmarkMask: number;
   description?: string;
+  /** per-profile traffic counters in wgsplit's nft table (compile/counters.ts) */
+  counters: boolean;
   /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */
   digest?: string;
 }
