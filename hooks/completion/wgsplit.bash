@@ -11,7 +11,7 @@ _wgsplit_command_opts() {
     apply) echo '-n --dry-run --full' ;;
     diff) echo '--json --full' ;;
     status | check) echo '--json' ;;
-    watch) echo '--log-level --log-json --cleanup-on-exit --resync' ;;
+    watch) echo '--log-level --log-json --cleanup-on-exit --resync --metrics-textfile --metrics-interval' ;;
     explain) echo '-p --proto --dport --sport --uid --from --json' ;;
     export) echo '-f --format --family' ;;
   esac
@@ -60,8 +60,14 @@ _wgsplit() {
       COMPREPLY=($(compgen -W 'debug info warn error' -- "$cur"))
       return
       ;;
-    --resync | --dport | --sport | --uid | --from)
+    --resync | --dport | --sport | --uid | --from | --metrics-interval)
       COMPREPLY=()
+      return
+      ;;
+    --metrics-textfile)
+      local IFS=$'\n'
+      COMPREPLY=($(compgen -f -- "$cur"))
+      compopt -o filenames 2>/dev/null
       return
       ;;
   esac
@@ -76,7 +82,7 @@ _wgsplit() {
       continue
     fi
     case $w in
-      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from)
+      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --metrics-textfile | --metrics-interval)
         skip=1
         ;;
       -*) ;;
@@ -93,7 +99,7 @@ _wgsplit() {
   fi
 
   if [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W 'up down apply diff status check watch explain export help version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'up down apply diff status check watch explain export metrics help version' -- "$cur"))
     return
   fi
 

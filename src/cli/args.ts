@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
 
-export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'help', 'version'] as const;
+export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'metrics', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 export interface Args {
@@ -25,6 +25,9 @@ export interface Args {
   explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string };
   format: 'ip' | 'nft' | 'json';
   family?: 4 | 6;
+  /** watch: write the metrics to this file (node_exporter textfile collector), at most every metricsIntervalSeconds */
+  metricsTextfile?: string;
+  metricsIntervalSeconds: number;
 }
 
 const OPTIONS = {
@@ -49,6 +52,8 @@ const OPTIONS = {
   from: { type: 'string' },
   format: { type: 'string', short: 'f' },
   family: { type: 'string' },
+  'metrics-textfile': { type: 'string' },
+  'metrics-interval': { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
@@ -59,9 +64,10 @@ const ALLOWED: Record<CommandName, string[]> = {
   diff: ['json', 'full'],
   status: ['json'],
   check: ['json'],
-  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync'],
+  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'metrics-textfile', 'metrics-interval'],
   explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from'],
   export: ['format', 'family'],
+  metrics: [],
   help: [],
   version: [],
 };
@@ -88,13 +94,17 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   }
   const needsIface = command === 'up' || command === 'down';
   if (!v.help && needsIface && rest.length !== 1) throw new WgsplitError('USAGE', `usage: wgsplit ${command} IFACE`);
-  if (!v.help && ['apply', 'diff', 'status'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
+  if (!v.help && ['apply', 'diff', 'status', 'metrics'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
 
   // Only the watcher logs: a bad WGSPLIT_LOG_LEVEL must not break `up` from wg-quick.
   const logLevel = (v['log-level'] as string | undefined) ?? (command === 'watch' ? env.WGSPLIT_LOG_LEVEL : undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new WgsplitError('USAGE', `--log-level must be debug, info, warn or error (got "${logLevel}")`);
   const resyncText = (v.resync as string | undefined) ?? '300';
   if (!/^\d+(\.\d+)?$/.test(resyncText)) throw new WgsplitError('USAGE', `--resync takes seconds (0 to disable), got "${resyncText}"`);
+  const intervalText = (v['metrics-interval'] as string | undefined) ?? '10';
+  if (!/^\d+(\.\d+)?$/.test(intervalText) || Number(intervalText) < 1) throw new WgsplitError('USAGE', `--metrics-interval takes seconds, at least 1 (got "${intervalText}")`);
+  if (v['metrics-textfile'] === '') throw new WgsplitError('USAGE', '--metrics-textfile needs a file name');
+  if (v['metrics-interval'] !== undefined && v['metrics-textfile'] === undefined) throw new WgsplitError('USAGE', '--metrics-interval needs --metrics-textfile');
   if (!v.help && command === 'watch' && rest.length) throw new WgsplitError('USAGE', `"watch" takes no arguments (got ${rest.join(' ')})`);
   const num = (k: string, max: number) => {
     const t = v[k] as string | undefined;
@@ -131,5 +141,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined },
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
+    metricsTextfile: v['metrics-textfile'] as string | undefined,
+    metricsIntervalSeconds: Number(intervalText),
   };
 }

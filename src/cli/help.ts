@@ -9,19 +9,25 @@ Commands:
                         profiles (wg-quick: PostDown = wgsplit down %i)
   apply [--dry-run]     reconcile all profiles; remove owned state no profile wants
   diff [--json]         drift between profiles and kernel: exit 0 in sync, 1 drift
-  status [--json]       per profile and family: interface, mode, rules, routes, sync
+  status [--json]       per profile and family: interface, mode, rules, routes, sync,
+                        traffic through the tunnel
   check [FILE...]       validate profiles (default: the config directory); no kernel access
   watch                 keep the kernel converged (run under systemd: hooks/systemd)
       --log-level L     debug, info (default), warn or error
       --log-json        JSON lines instead of text
       --cleanup-on-exit remove everything on SIGTERM (default: leave the kernel as it is)
       --resync SECONDS  periodic full re-sync as a safety net (default 300, 0 = off)
+      --metrics-textfile FILE  write the metrics to FILE (atomically, for
+                        node_exporter's textfile collector) after each reconcile
+      --metrics-interval SECONDS  and at most this often otherwise (default 10)
   explain DEST          which way a packet to DEST goes, and why (asks the kernel)
   -p, --proto P         tcp, udp or icmp
       --dport N, --sport N, --uid N, --from ADDR
   export                the state wgsplit would create, for review or for ip/nft
   -f, --format F        ip (an ip -batch script, default), nft or json
       --family 4|6      which family the ip -batch script holds (default 4)
+  metrics               Prometheus text: per profile and family active, drift,
+                        traffic counters (packets, bytes)
 
 Options:
   -c, --config DIR      profile directory (default /etc/wgsplit, or $WGSPLIT_CONFIG)

@@ -14,7 +14,11 @@ import { wgEndpoints } from '../kernel/wg.js';
 import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
-import { applyCommand } from '../reconcile/reconcile.js';
+import { applyCommand, computePlan } from '../reconcile/reconcile.js';
+import { renderMetrics, type WatcherStats } from '../metrics/prometheus.js';
+import { unitStats, type UnitStats } from '../metrics/stats.js';
+import { MetricsTextfile } from './metricsFile.js';
+import { counterKey } from '../compile/counters.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
 import { suspects } from './culprit.js';
@@ -32,6 +36,9 @@ export interface WatchOptions {
   scheduler?: SchedulerOptions;
   /** how often to look at WireGuard endpoints of UDP profiles' interfaces (0: never) */
   endpointPollMs?: number;
+  /** write the metrics here (node_exporter textfile), after each reconcile and every metricsIntervalMs */
+  metricsTextfile?: string;
+  metricsIntervalMs?: number;
 }
 
 /**
@@ -55,16 +62,35 @@ export class Watcher {
   private endpointTimer?: NodeJS.Timeout;
   private readonly endpointsSeen = new Map<string, string>();
   private lastDesired?: string;
+  /** what the watcher counts about itself, for the metrics */
+  readonly stats: WatcherStats = { reconciles: 0, repairs: 0, errors: 0, eventSourceRestarts: 0 };
+  /** per profile and family as of the last reconcile (traffic counters are read at each write) */
+  private lastUnits: UnitStats[] = [];
+  private readonly textfile?: MetricsTextfile;
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
     this.monitor = new IpMonitor({
       line: (l) => this.onLine(l),
       restarted: (attempt, reason) => {
+        this.stats.eventSourceRestarts++;
         this.o.log.warn('event source restarted; re-syncing', { reason, attempt });
         this.scheduler.trigger('event source restarted', false);
       },
     });
+    if (o.metricsTextfile) {
+      this.textfile = new MetricsTextfile(o.metricsTextfile, o.metricsIntervalMs ?? 10_000, () => this.metricsText(), (e) =>
+        this.o.log.warn('cannot write the metrics textfile', { file: o.metricsTextfile, error: e.message }),
+      );
+    }
+  }
+
+  /** The metrics as Prometheus text: the last reconcile's units with fresh traffic counters. */
+  async metricsText(): Promise<string> {
+    const wants = this.lastUnits.some((u) => u.counters);
+    const counters = wants ? await this.o.kernel.readCounters?.() : undefined;
+    const units = this.lastUnits.map((u) => (u.counters && counters ? { ...u, counters: { out: counters.get(counterKey(u.profile, u.family, 'out')), in: counters.get(counterKey(u.profile, u.family, 'in')) } } : u));
+    return renderMetrics(units, this.stats);
   }
 
   async start(): Promise<void> {
@@ -183,14 +209,36 @@ export class Watcher {
         .digest('hex');
       const changed = desired !== this.lastDesired;
       this.lastDesired = desired;
+      // Converged: nothing differs any more (the apply read its rules and nft table back).
+      this.lastUnits = unitStats(r.desired.units, [], undefined);
+      this.finished(started, r.written > 0 && !changed);
       return { wrote: r.written, repair: !changed };
     } catch (e) {
       const err = e as WgsplitError;
       this.o.log.error('reconcile failed', { code: err.code ?? 'INTERNAL', error: err.message });
+      this.stats.errors++;
+      // What is left differing, for the drift metric (read-only; under the same lock).
+      if (this.textfile) {
+        try {
+          const c = await computePlan(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' });
+          this.lastUnits = unitStats(c.desired.units, c.plan.ops, undefined);
+        } catch {
+          /* keep the last known units */
+        }
+      }
+      this.finished(started, false);
       throw e;
     } finally {
       lock.release();
     }
+  }
+
+  private finished(started: number, repair: boolean): void {
+    this.stats.reconciles++;
+    if (repair) this.stats.repairs++;
+    this.stats.lastReconcileAt = Date.now() / 1000;
+    this.stats.lastReconcileSeconds = (performance.now() - started) / 1000;
+    this.textfile?.request();
   }
 
   private backoff(repairs: number, backoffMs: number, triggers: Trigger[]): void {
@@ -210,6 +258,7 @@ export class Watcher {
     clearInterval(this.resyncTimer);
     clearTimeout(this.reloadTimer);
     clearTimeout(this.endpointTimer);
+    await this.textfile?.stop();
     await this.fsWatcher?.close();
     if (this.o.cleanupOnExit) {
       const lock = await acquireLock(this.o.lockPath);

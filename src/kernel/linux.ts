@@ -60,6 +60,10 @@ export class LinuxKernel implements KernelPort {
     return out;
   }
 
+  async readCounters() {
+    return (await import('./nftCounters.js')).readCounters();
+  }
+
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await observeNft();

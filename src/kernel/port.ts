@@ -24,6 +24,8 @@ export interface KernelPort {
   lookup?(q: LookupQuery): Promise<LookupResult>;
   /** add, read back and delete a rule that matches nothing: does the kernel keep every selector? */
   probeRuleSelectors?(): Promise<{ supported: boolean; missing: string[]; definitive?: boolean }>;
+  /** traffic counters of wgsplit's counter rules, by rule key (kernel/nftCounters.ts) */
+  readCounters?(): Promise<Map<string, { packets: number; bytes: number }>>;
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

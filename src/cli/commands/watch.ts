@@ -1,4 +1,7 @@
 /** `wgsplit watch`: the long-running watcher (see daemon/watch.ts); runs until SIGTERM/SIGINT. */
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { WgsplitError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
 import { Watcher } from '../../daemon/watch.js';
 import { loadProfileDir } from '../../profile/load.js';
@@ -8,6 +11,8 @@ import type { Context } from '../context.js';
 export async function watchCommand(ctx: Context): Promise<number> {
   // Refuse to start on a broken config: a daemon that starts with nothing would remove state.
   loadProfileDir(ctx.args.config);
+  const textfile = ctx.args.metricsTextfile;
+  if (textfile && !existsSync(dirname(resolve(textfile)))) throw new WgsplitError('USAGE', `--metrics-textfile ${textfile}: directory ${dirname(resolve(textfile))} does not exist`);
   const log = new Logger({ level: ctx.args.logLevel, json: ctx.args.logJson, journald: !!process.env.JOURNAL_STREAM, write: (l) => ctx.err(l) });
   const watcher = new Watcher({
     configDir: ctx.args.config,
@@ -17,6 +22,8 @@ export async function watchCommand(ctx: Context): Promise<number> {
     lockPath: ctx.lockPath ?? lockFilePath(),
     cleanupOnExit: ctx.args.cleanupOnExit,
     resyncMs: ctx.args.resyncSeconds * 1000,
+    metricsTextfile: ctx.args.metricsTextfile,
+    metricsIntervalMs: ctx.args.metricsIntervalSeconds * 1000,
   });
   await watcher.start();
   log.info('watching', { config: ctx.args.config, pid: process.pid, cleanup_on_exit: ctx.args.cleanupOnExit });
