@@ -20,6 +20,17 @@ export class FakeNft {
   rules: FakeRule[] = [];
   private handle = 1;
 
+  /** Start from an observed table (kernel/nft.ts keeps its cache this way). */
+  static from(o: ObservedNft): FakeNft {
+    const f = new FakeNft();
+    f.present = o.present;
+    for (const c of o.chains) f.chains.set(c.name, { ...c });
+    for (const x of o.sets) f.sets.set(x.name, { ...x, elements: [], elementSet: new Set(x.elements) });
+    f.rules = o.rules.map((r) => ({ ...r, expr: '' }));
+    f.handle = Math.max(0, ...o.rules.map((r) => r.handle)) + 1;
+    return f;
+  }
+
   observe(): ObservedNft {
     return {
       present: this.present,

@@ -11,7 +11,8 @@ import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
 import { errnoName, RawRoutes } from './rawRoutes.js';
-import { applyNft, observeNft } from './nft.js';
+import type { NftKernel } from './nft.js';
+import { stateFilePath } from '../state/owned.js';
 import type { NftOp } from '../plan/nftDiff.js';
 import { probeRuleSelectors } from './probe.js';
 import type { LookupQuery, LookupResult } from './lookup.js';
@@ -30,6 +31,13 @@ export class LinuxKernel implements KernelPort {
   private ifindex = new Map<string, number>();
   private ifname = new Map<number, string>();
   readonly notes: string[] = [];
+  private nft?: NftKernel;
+
+  /** Loaded on first use: a rule-mode-only setup never imports the nft side (or execa). */
+  private async nftKernel(): Promise<NftKernel> {
+    if (!this.nft) this.nft = new (await import('./nft.js')).NftKernel(`${stateFilePath()}.nft-cache`);
+    return this.nft;
+  }
 
   private async refreshLinks() {
     const links = await this.nl.links(true);
@@ -66,7 +74,7 @@ export class LinuxKernel implements KernelPort {
 
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
-    if (opts.nft) obs.nft = await observeNft();
+    if (opts.nft) obs.nft = await (await this.nftKernel()).observe();
     await this.refreshLinks();
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
@@ -110,7 +118,7 @@ export class LinuxKernel implements KernelPort {
         continue;
       }
       if (isNftOp(phase[0])) {
-        await applyNft(phase as NftOp[]);
+        await (await this.nftKernel()).apply(phase as NftOp[]);
         done += phase.length;
         onProgress?.(done, plan.ops.length);
         continue;
@@ -197,6 +205,7 @@ export class LinuxKernel implements KernelPort {
   }
 
   close(): void {
+    this.nft?.close();
     this.nl.close();
     this.raw.close();
   }

@@ -52,8 +52,13 @@ const PRIORITY_NAMES: Record<string, number> = { raw: -300, mangle: -150, dstnat
 export function parseNftJson(text: string): ObservedNft {
   const doc = JSON.parse(text) as { nftables?: J[] };
   const out: ObservedNft = { present: false, chains: [], sets: [], rules: [] };
+  // Same key order as the netlink reader's objects (tag after present).
   for (const item of doc.nftables ?? []) {
-    if (item.table) out.present = true;
+    if (item.table) {
+      out.present = true;
+      const c = (item.table as J).comment;
+      if (typeof c === 'string') out.tag = c;
+    }
     if (item.chain) {
       const c = item.chain as J;
       const chain: NftChain = { name: String(c.name), owner: '' };

@@ -28,6 +28,8 @@ export interface ObservedNftRule {
 /** The kernel's `inet wgsplit` table as objects (kernel/nftObserve.ts, the fake). */
 export interface ObservedNft {
   present: boolean;
+  /** the table's comment: a tag wgsplit writes when it creates the table (kernel/nft.ts) */
+  tag?: string;
   chains: NftChain[];
   /** elements as stored, canonical text (prefixes, or `a-b` for a range that is no prefix) */
   sets: NftSet[];
@@ -63,20 +65,20 @@ export function diffNft(want: NftState | undefined, have: ObservedNft | undefine
     const o = haveSets.get(s.name);
     if (!o) {
       put.push({ op: 'add', kind: 'nft-set', set: s, profile: s.owner });
-      if (!s.external) for (const e of s.elements) put.push({ op: 'add', kind: 'nft-element', set: s.name, element: e, profile: s.owner });
+      if (!s.external) for (const e of s.elements) put.push({ op: 'add', kind: 'nft-element', set: s.name, element: e, interval: s.flags.includes('interval'), profile: s.owner });
       continue;
     }
     if (!sameSet(s, o)) {
       flushAll = true;
       put.push({ op: 'replace', kind: 'nft-set', set: s, was: o, profile: s.owner });
-      if (!s.external) for (const e of s.elements) put.push({ op: 'add', kind: 'nft-element', set: s.name, element: e, profile: s.owner });
+      if (!s.external) for (const e of s.elements) put.push({ op: 'add', kind: 'nft-element', set: s.name, element: e, interval: s.flags.includes('interval'), profile: s.owner });
       continue;
     }
     if (s.external) continue;
     const haveE = new Set(o.elements);
     const wantE = new Set(s.elements);
-    for (const e of o.elements) if (!wantE.has(e)) put.push({ op: 'delete', kind: 'nft-element', set: s.name, element: e, profile: s.owner });
-    for (const e of s.elements) if (!haveE.has(e)) put.push({ op: 'add', kind: 'nft-element', set: s.name, element: e, profile: s.owner });
+    for (const e of o.elements) if (!wantE.has(e)) put.push({ op: 'delete', kind: 'nft-element', set: s.name, element: e, interval: s.flags.includes('interval'), profile: s.owner });
+    for (const e of s.elements) if (!haveE.has(e)) put.push({ op: 'add', kind: 'nft-element', set: s.name, element: e, interval: s.flags.includes('interval'), profile: s.owner });
   }
 
   const haveChains = new Map(h.chains.map((c) => [c.name, c]));

@@ -13,10 +13,11 @@ import type { NftOp } from './nftDiff.js';
 
 const T = NFT_TABLE_REF;
 
-export function nftTransaction(ops: readonly NftOp[]): string {
+/** tableTag: a comment for a table this transaction creates (kernel/nft.ts uses it to recognise its table). */
+export function nftTransaction(ops: readonly NftOp[], opts: { tableTag?: string } = {}): string {
   const out: string[] = [];
   const by = <K extends NftOp['kind']>(kind: K, op?: string) => ops.filter((o): o is Extract<NftOp, { kind: K }> => o.kind === kind && (op === undefined || o.op === op));
-  if (by('nft-table', 'add').length) out.push(`add table ${T}`);
+  if (by('nft-table', 'add').length) out.push(`add table ${T}${opts.tableTag ? ` { comment ${nftString(opts.tableTag)}; }` : ''}`);
   for (const o of by('nft-rule', 'delete')) if (o.op === 'delete') out.push(`delete rule ${T} ${o.chain} handle ${o.handle}`);
   const replacedChains = by('nft-chain', 'replace');
   const replacedSets = by('nft-set', 'replace');

@@ -17,7 +17,8 @@ export type Op =
   | { op: 'add' | 'delete'; kind: 'nft-table'; profile?: string }
   | { op: 'add' | 'replace' | 'delete'; kind: 'nft-chain'; chain: NftChain; was?: NftChain; profile?: string }
   | { op: 'add' | 'replace' | 'delete'; kind: 'nft-set'; set: NftSet; was?: NftSet; profile?: string }
-  | { op: 'add' | 'delete'; kind: 'nft-element'; set: string; element: string; profile?: string }
+  /** interval: the set holds prefixes (each element is an interval to the kernel) */
+  | { op: 'add' | 'delete'; kind: 'nft-element'; set: string; element: string; interval?: boolean; profile?: string }
   /** before: the handle of the rule to insert in front of (none: append to the chain) */
   | { op: 'add'; kind: 'nft-rule'; rule: NftRule; before?: number; profile?: string }
   | { op: 'delete'; kind: 'nft-rule'; chain: string; handle: number; comment?: string; profile?: string }
