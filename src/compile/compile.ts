@@ -88,8 +88,8 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
 
 /**
  * Could this profile have objects in wgsplit's nftables table? Decides whether reconcile
- * reads the table at all (a rule-mode-only setup never runs nft). Every nft-using feature
- * adds its condition here.
+ * reads the table at all (a rule-mode-only setup with `counters = false` never runs nft).
+ * Every nft-using feature adds its condition here (traffic counters: compile/counters.ts).
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
   return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported);
