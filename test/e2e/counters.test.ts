@@ -58,11 +58,13 @@ test.after.always(async () => {
 });
 
 /** Per family (`ipv4`, `ipv6`) of profile `traffic`, from `status --json`. */
-async function counters(t: import('ava').ExecutionContext): Promise<Counters> {
+const counters = (t: import('ava').ExecutionContext) => countersOf(t, 'traffic');
+
+async function countersOf(t: import('ava').ExecutionContext, name: string): Promise<Counters> {
   const r = await ctx.run!(ctx.dir!, ['status', '--json']);
   t.is(r.exitCode, 0, r.stderr);
   const st = JSON.parse(r.stdout);
-  const p = st.profiles.find((x: { profile: string }) => x.profile === 'traffic');
+  const p = st.profiles.find((x: { profile: string }) => x.profile === name);
   return Object.fromEntries(p.families.map((f: { family: string; counters: Counters[string] | null }) => [f.family, f.counters ?? { out: null, in: null }]));
 }
 
@@ -120,6 +122,13 @@ test.serial('a re-apply, an up and an edit of another profile keep the counters;
   // Another profile appears (its own counters), then changes: ours stay.
   writeProfile(ctx.dir!, 'other', `interface = "${WG}"\ntable = 10090\npriority = 10090\nprotocols = ["tcp"]\ndports = [443]\n`);
   t.is((await ctx.run!(ctx.dir!, ['apply'])).exitCode, 0);
+  // One TCP connection through the other profile: counted for it (by its selectors), not for ours.
+  const mid = await counters(t);
+  t.is(await ctx.sb!.probe('host', 'tcp', ADDR.internet, PORT.https), ADDR.vpnPublic);
+  const other = await countersOf(t, 'other');
+  t.true(other.ipv4.out!.packets >= 3 && other.ipv4.out!.packets < 20, `other out: ${JSON.stringify(other.ipv4)}`);
+  t.true(other.ipv4.in!.packets >= 2 && other.ipv4.in!.packets < 20, `other in: ${JSON.stringify(other.ipv4)}`);
+  t.deepEqual((await counters(t)).ipv4, mid.ipv4, 'the TCP connection is not counted for the UDP profile');
   writeProfile(ctx.dir!, 'other', `interface = "${WG}"\ntable = 10090\npriority = 10090\nprotocols = ["tcp"]\ndports = [8443]\n`);
   t.is((await ctx.run!(ctx.dir!, ['apply'])).exitCode, 0);
   const after = await counters(t);
