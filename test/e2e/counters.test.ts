@@ -233,6 +233,19 @@ test.serial('watch --metrics-textfile: rewritten atomically, never seen half-wri
   const ts = last.find((f) => f.name === 'wgsplit_watch_last_reconcile_timestamp_seconds')!.samples[0][2];
   t.true(Math.abs(ts - Date.now() / 1000) < 30, `timestamp ${ts}`);
   t.true(last.find((f) => f.name === 'wgsplit_profile_bytes')!.samples.some(([, l, v]) => l.direction === 'out' && v > COUNT * SIZE));
+  // The event source dies (its `ip monitor` child, found by PID among the daemon's own
+  // children): the restart is counted.
+  const kids = readFileSync(`/proc/${ctx.watcher.pid}/task/${ctx.watcher.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+  const monitor = kids.find((k) => readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0').includes('monitor'));
+  t.truthy(monitor, `an ip monitor child among ${kids.join(',')}`);
+  process.kill(monitor!, 'SIGKILL');
+  const restarted = await waitFor(
+    () => parseProm(readFileSync(file, 'utf8')).find((f) => f.name === 'wgsplit_watch_event_source_restarts')!.samples[0][2],
+    (n) => n >= 1,
+    10_000,
+    100,
+  );
+  t.true(restarted.ok, `restarts: ${restarted.value}`);
   const exit = await ctx.watcher.stop();
   t.is(exit.code, 0);
   ctx.watcher = undefined;
