@@ -19,7 +19,7 @@ Commands:
       --resync SECONDS  periodic full re-sync as a safety net (default 300, 0 = off)
       --metrics-textfile FILE  write the metrics to FILE (atomically, for
                         node_exporter's textfile collector) after each reconcile
-      --metrics-interval SECONDS  and at most this often otherwise (default 10)
+      --metrics-interval SECONDS  and every SECONDS in between (default 10)
   explain DEST          which way a packet to DEST goes, and why (asks the kernel)
   -p, --proto P         tcp, udp or icmp
       --dport N, --sport N, --uid N, --from ADDR
@@ -45,6 +45,6 @@ Exit status: 0 ok; 1 drift (diff); 2 bad usage, profile or environment (nothing
 changed); 3 a kernel request failed part-way (run apply or down again).
 
 Profiles: one TOML file per profile, *.toml in the config directory; see wgsplit.toml(5).
-Every rule and route wgsplit makes carries protocol 87 ("wgsplit"); fwmark mode keeps
-its nftables state in table inet wgsplit. Nothing else is touched. More: wgsplit(8).
+Every rule and route wgsplit makes carries protocol 87 ("wgsplit"); its nftables state
+(fwmark mode, traffic counters) lives in table inet wgsplit. Nothing else is touched. More: wgsplit(8).
 `;
