@@ -9,7 +9,9 @@ import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { createHash } from 'node:crypto';
 import { formatProblem, WgsplitError } from '../errors.js';
 import { classify } from '../kernel/events.js';
-import { IpMonitor } from '../kernel/monitor.js';
+import { IpMonitor, NftMonitor } from '../kernel/monitor.js';
+import { classifyNft } from '../kernel/nftEvents.js';
+import { findNft } from '../kernel/nftPath.js';
 import { wgEndpoints } from '../kernel/wg.js';
 import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
@@ -63,17 +65,21 @@ export class Watcher {
   private readonly endpointsSeen = new Map<string, string>();
   private lastDesired?: string;
   /** what the watcher counts about itself, for the metrics */
-  readonly stats: WatcherStats = { reconciles: 0, repairs: 0, errors: 0, eventSourceRestarts: 0 };
+  readonly stats: WatcherStats = { reconciles: 0, repairs: 0, errors: 0, eventSourceRestarts: { ip: 0, nft: 0 } };
   /** per profile and family as of the last reconcile (traffic counters are read at each write) */
   private lastUnits: UnitStats[] = [];
   private readonly textfile?: MetricsTextfile;
+  /** `nft monitor`, running while wgsplit's table is wanted or present */
+  private nftMonitor?: NftMonitor;
+  /** sets whose elements someone else fills (their element events are not drift) */
+  private externalSets = new Set<string>();
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
     this.monitor = new IpMonitor({
       line: (l) => this.onLine(l),
       restarted: (attempt, reason) => {
-        this.stats.eventSourceRestarts++;
+        this.stats.eventSourceRestarts.ip++;
         this.o.log.warn('event source restarted; re-syncing', { reason, attempt });
         this.scheduler.trigger('event source restarted', false);
       },
@@ -209,6 +215,8 @@ export class Watcher {
         .digest('hex');
       const changed = desired !== this.lastDesired;
       this.lastDesired = desired;
+      this.externalSets = new Set((r.desired.nft?.sets ?? []).filter((x) => x.external).map((x) => x.name));
+      this.followNft(!!r.desired.nft || !!r.observed.nft?.present);
       // Converged: nothing differs any more (the apply read its rules and nft table back).
       this.lastUnits = unitStats(r.desired.units, [], undefined);
       this.finished(started, r.written > 0 && !changed);
@@ -252,9 +260,51 @@ export class Watcher {
     });
   }
 
+  /**
+   * The nft event source follows the table: started when a reconcile wants or finds it,
+   * stopped when neither (a rule-mode-only setup runs no `nft monitor` at all).
+   */
+  private followNft(wanted: boolean): void {
+    if (this.stopping) return;
+    if (wanted && !this.nftMonitor) {
+      const nft = findNft();
+      if (!nft) return;
+      this.nftMonitor = new NftMonitor(
+        {
+          line: (l) => this.onNftLine(l),
+          restarted: (attempt, reason) => {
+            this.stats.eventSourceRestarts.nft++;
+            this.o.log.warn('nft event source restarted; re-syncing', { reason, attempt });
+            this.scheduler.trigger('nft event source restarted', false);
+          },
+        },
+        nft,
+      );
+      this.nftMonitor.start();
+      // Events may have been missed before the monitor listened: look once more.
+      this.scheduler.trigger('nft event source started', false);
+    } else if (!wanted && this.nftMonitor) {
+      this.nftMonitor.stop();
+      this.nftMonitor = undefined;
+    }
+  }
+
+  /** The nft monitor child's pid (tests end it to prove supervision). */
+  get nftMonitorPid(): number | undefined {
+    return this.nftMonitor?.pid;
+  }
+
+  private onNftLine(line: string): void {
+    const ev = classifyNft(line, this.externalSets);
+    if (!ev.relevant) return;
+    this.o.log.debug('event', { event: ev.summary });
+    this.scheduler.trigger(ev.summary, true);
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     this.monitor.stop();
+    this.nftMonitor?.stop();
     clearInterval(this.resyncTimer);
     clearTimeout(this.reloadTimer);
     clearTimeout(this.endpointTimer);

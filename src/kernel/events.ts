@@ -5,7 +5,7 @@
  * (DESIGN.md); iproute2 reports ENOBUFS on stderr and keeps listening, so an overflow
  * becomes a full re-sync instead of a crash.
  */
-export type EventKind = 'link' | 'address' | 'route' | 'rule' | 'overflow' | 'other';
+export type EventKind = 'link' | 'address' | 'route' | 'rule' | 'nft' | 'overflow' | 'other';
 
 export interface KernelEvent {
   kind: EventKind;

@@ -187,13 +187,14 @@ export class FakeKernel implements KernelPort {
 
   close(): void {}
 
-  /** Sorted text of every rule and route (ours and foreign), one per line. */
+  /** Sorted text of every rule and route (ours and foreign), one per line, then the nft table's objects. */
   dump(): string {
     const lines = [
       ...this.rules.map((r) => `rule -${r.family} ${ruleText(r)}`),
       ...this.routes.map((r) => `route -${r.family} ${routeText(r)}`),
     ].sort();
-    return lines.length ? lines.join('\n') + '\n' : '';
+    const nft = this.nft.dump();
+    return (lines.length ? lines.join('\n') + '\n' : '') + (nft ? nft.replace(/^/gm, 'nft ').replace(/nft $/, '') : '');
   }
 
   private execute(o: Op): void {

@@ -46,7 +46,8 @@ export class FakeNft {
     const out: string[] = [];
     for (const c of [...this.chains.values()].sort((a, b) => a.name.localeCompare(b.name))) out.push(`chain ${c.name} ${c.type ?? ''} ${c.hook ?? ''} ${c.priority ?? ''}`.trimEnd());
     for (const s of [...this.sets.values()].sort((a, b) => a.name.localeCompare(b.name))) out.push(`set ${s.name} ${s.type} ${s.flags.join(',')} ${[...s.elementSet].sort().join(' ')}`.trimEnd());
-    for (const r of this.rules) out.push(`rule ${r.chain} ${r.expr} comment "${r.comment ?? ''}"`);
+    // Chain by chain (the order between chains means nothing), rules in their chain's order.
+    for (const c of [...new Set(this.rules.map((r) => r.chain))].sort()) for (const r of this.rules.filter((x) => x.chain === c)) out.push(`rule ${r.chain} ${r.expr} comment "${r.comment ?? ''}"`);
     return out.join('\n') + '\n';
   }
 

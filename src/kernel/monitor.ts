@@ -1,7 +1,7 @@
 /**
- * Kernel events from a supervised `ip -o monitor` child (see events.ts for why). If the
- * child dies it is restarted with backoff and the watcher re-syncs, since events may have
- * been missed in between.
+ * Kernel events from a supervised monitor child: `ip -o monitor` (rtnetlink, see events.ts
+ * for why) and `nft monitor` (nf_tables, nftEvents.ts). If a child dies it is restarted
+ * with backoff and the watcher re-syncs, since events may have been missed in between.
  */
 import { execa, type ResultPromise } from 'execa';
 import { existsSync } from 'node:fs';
@@ -15,12 +15,18 @@ export interface MonitorHandlers {
   restarted(attempt: number, reason: string): void;
 }
 
-export class IpMonitor {
+export class Monitor {
   private child?: ResultPromise;
   private stopped = false;
   private attempt = 0;
 
-  constructor(private readonly h: MonitorHandlers) {}
+  /** file and argv of the monitor program; name for log lines */
+  constructor(
+    private readonly h: MonitorHandlers,
+    private readonly file: string,
+    private readonly argv: string[],
+    private readonly name: string,
+  ) {}
 
   start(): void {
     this.spawn();
@@ -29,8 +35,7 @@ export class IpMonitor {
   private spawn(): void {
     // setpriv --pdeathsig (util-linux): the kernel ends `ip monitor` when the watcher dies,
     // even by SIGKILL, instead of leaving it orphaned until its next write fails.
-    const argv = ['-o', 'monitor', 'label', 'link', 'address', 'route', 'rule'];
-    const [file, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', 'ip', ...argv]] : ['ip', argv];
+    const [file, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', this.file, ...this.argv]] : [this.file, this.argv];
     const child = execa(file, args, {
       reject: false,
       buffer: false,
@@ -48,7 +53,7 @@ export class IpMonitor {
       setTimeout(() => {
         if (this.stopped) return;
         this.spawn();
-        this.h.restarted(this.attempt, `ip monitor exited (${r.signal ?? 'code ' + r.exitCode})`);
+        this.h.restarted(this.attempt, `${this.name} exited (${r.signal ?? 'code ' + r.exitCode})`);
       }, delay);
     });
   }
@@ -61,5 +66,23 @@ export class IpMonitor {
   stop(): void {
     this.stopped = true;
     this.child?.kill('SIGTERM');
+  }
+
+  get running(): boolean {
+    return !this.stopped;
+  }
+}
+
+/** rtnetlink: links, addresses, routes, rules, both families. */
+export class IpMonitor extends Monitor {
+  constructor(h: MonitorHandlers) {
+    super(h, 'ip', ['-o', 'monitor', 'label', 'link', 'address', 'route', 'rule'], 'ip monitor');
+  }
+}
+
+/** nf_tables: every change to any table (filtered to ours by nftEvents.ts). */
+export class NftMonitor extends Monitor {
+  constructor(h: MonitorHandlers, nft: string) {
+    super(h, nft, ['monitor'], 'nft monitor');
   }
 }

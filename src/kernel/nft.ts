@@ -35,13 +35,14 @@ import { WgsplitError } from '../errors.js';
 import type { NftOp, ObservedNft } from '../plan/nftDiff.js';
 import { nftTransaction } from '../plan/nftScript.js';
 import { FakeNft } from './fakeNft.js';
+import { findNft } from './nftPath.js';
 import { parseNftJson } from './nftJson.js';
 import { Nfnl, NfnlError } from './nfnetlink.js';
 import { elementBatches, observeByNetlink, observeTable, type ElementChange } from './nftNetlink.js';
 
-/** Absolute path: under `npm test`, node_modules/.bin/nft (from @vercel/nft) shadows PATH. */
 export function nftBinary(): string {
-  for (const p of ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft', '/usr/local/sbin/nft']) if (existsSync(p)) return p;
+  const p = findNft();
+  if (p) return p;
   throw new WgsplitError('ENVIRONMENT', 'a profile needs nftables, but `nft` is not installed (apt-get install nftables)');
 }
 

@@ -21,8 +21,8 @@ export interface WatcherStats {
   /** Unix time (seconds) the last reconcile finished, and how long it took */
   lastReconcileAt?: number;
   lastReconcileSeconds?: number;
-  /** restarts of the kernel event source (the `ip monitor` child) */
-  eventSourceRestarts: number;
+  /** restarts of the kernel event sources: the `ip monitor` child and the `nft monitor` child */
+  eventSourceRestarts: { ip: number; nft: number };
 }
 
 interface Family {
@@ -88,7 +88,12 @@ export function renderMetrics(units: UnitStats[], watcher?: WatcherStats): strin
     one('wgsplit_watch_reconcile_errors_total', 'Reconciles that failed.', 'counter', watcher.errors);
     one('wgsplit_watch_last_reconcile_timestamp_seconds', 'Unix time the last reconcile finished.', 'gauge', watcher.lastReconcileAt);
     one('wgsplit_watch_last_reconcile_duration_seconds', 'How long the last reconcile took.', 'gauge', watcher.lastReconcileSeconds);
-    one('wgsplit_watch_event_source_restarts_total', 'Restarts of the kernel event source (the ip monitor child).', 'counter', watcher.eventSourceRestarts);
+    families.push({
+      name: 'wgsplit_watch_event_source_restarts_total',
+      help: 'Restarts of a kernel event source: source ip = the ip monitor child (links, addresses, routes, rules), nft = the nft monitor child.',
+      type: 'counter',
+      samples: (['ip', 'nft'] as const).map((source) => ({ labels: { source }, value: watcher.eventSourceRestarts[source] })),
+    });
   }
   const lines: string[] = [];
   for (const f of families) {

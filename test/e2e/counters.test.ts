@@ -236,11 +236,11 @@ test.serial('watch --metrics-textfile: rewritten atomically, never seen half-wri
   // The event source dies (its `ip monitor` child, found by PID among the daemon's own
   // children): the restart is counted.
   const kids = readFileSync(`/proc/${ctx.watcher.pid}/task/${ctx.watcher.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-  const monitor = kids.find((k) => readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0').includes('monitor'));
+  const monitor = kids.find((k) => readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0').join(' ').includes('ip -o monitor'));
   t.truthy(monitor, `an ip monitor child among ${kids.join(',')}`);
   process.kill(monitor!, 'SIGKILL');
   const restarted = await waitFor(
-    () => parseProm(readFileSync(file, 'utf8')).find((f) => f.name === 'wgsplit_watch_event_source_restarts')!.samples[0][2],
+    () => parseProm(readFileSync(file, 'utf8')).find((f) => f.name === 'wgsplit_watch_event_source_restarts')!.samples.find(([, l]) => l.source === 'ip')![2],
     (n) => n >= 1,
     10_000,
     100,

@@ -97,7 +97,7 @@ test('golden: the Prometheus text', (t) => {
       { profile: 'we"b\\x', family: 6, interface: 'wg0', mode: 'fwmark', status: 'down', active: false, drift: 2, counters: { out: { packets: 0, bytes: 0 }, in: undefined } },
       { profile: 'plain', family: 4, interface: 'wg1', mode: 'rule', status: 'active', active: true, drift: 0 },
     ],
-    { reconciles: 7, repairs: 2, errors: 1, lastReconcileAt: 1764620000.25, lastReconcileSeconds: 0.0123456789, eventSourceRestarts: 0 },
+    { reconciles: 7, repairs: 2, errors: 1, lastReconcileAt: 1764620000.25, lastReconcileSeconds: 0.0123456789, eventSourceRestarts: { ip: 3, nft: 0 } },
   );
   t.is(
     text,
@@ -136,9 +136,10 @@ wgsplit_watch_last_reconcile_timestamp_seconds 1764620000.25
 # HELP wgsplit_watch_last_reconcile_duration_seconds How long the last reconcile took.
 # TYPE wgsplit_watch_last_reconcile_duration_seconds gauge
 wgsplit_watch_last_reconcile_duration_seconds 0.012346
-# HELP wgsplit_watch_event_source_restarts_total Restarts of the kernel event source (the ip monitor child).
+# HELP wgsplit_watch_event_source_restarts_total Restarts of a kernel event source: source ip = the ip monitor child (links, addresses, routes, rules), nft = the nft monitor child.
 # TYPE wgsplit_watch_event_source_restarts_total counter
-wgsplit_watch_event_source_restarts_total 0
+wgsplit_watch_event_source_restarts_total{source="ip"} 3
+wgsplit_watch_event_source_restarts_total{source="nft"} 0
 `,
   );
   const names = [...new Set(text.split('\n').filter((l) => l.startsWith('# TYPE')).map((l) => l.split(' ')[2]))];
