@@ -225,14 +225,13 @@ export class Watcher {
       const err = e as WgsplitError;
       this.o.log.error('reconcile failed', { code: err.code ?? 'INTERNAL', error: err.message });
       this.stats.errors++;
-      // What is left differing, for the drift metric (read-only; under the same lock).
-      if (this.textfile) {
-        try {
-          const c = await computePlan(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' });
-          this.lastUnits = unitStats(c.desired.units, c.plan.ops, undefined);
-        } catch {
-          /* keep the last known units */
-        }
+      // What is left differing, for the drift metric (read-only; under the same lock; a
+      // failed reconcile is rare, so this costs nothing while all is well).
+      try {
+        const c = await computePlan(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' });
+        this.lastUnits = unitStats(c.desired.units, c.plan.ops, undefined);
+      } catch {
+        /* keep the last known units */
       }
       this.finished(started, false);
       throw e;
