@@ -211,3 +211,20 @@ test('textfile: written by rename from a temporary file in the same directory; a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('plan cache: a rule-mode profile with counters is still reused; its counter rules stay wanted (never deleted as unwanted)', async (t) => {
+  const k = fakeHost();
+  const state = new MemoryStateStore();
+  const p = { ...profile('example', 'counters = true\ninterface = "wg0"\ntable = 10086\npriority = 10086\nprotocols = ["tcp"]\n'), digest: 'd1' };
+  await applyCommand(k, state, [p], { kind: 'apply' });
+  await applyCommand(k, state, [p], { kind: 'apply' });
+  const c = await computePlan(k, state, [p], { kind: 'apply' });
+  t.true(c.desired.units.length === 2 && c.desired.units.every((u) => u.cached), 'reused from the cache');
+  t.deepEqual(c.plan.ops, [], 'nothing to do: the counters are wanted as before');
+  t.deepEqual(c.desired.nft?.rules.map((r) => r.key).sort(), ['example/v4/count-in', 'example/v4/count-out', 'example/v6/count-in', 'example/v6/count-out']);
+  // A counter rule deleted by hand: the cached unit still wants it back.
+  const handle = k.nft.observe().rules.find((r) => r.comment?.startsWith('example/v6/count-in'))!.handle;
+  await k.apply({ ops: [{ op: 'delete', kind: 'nft-rule', chain: 'counters_in', handle }] });
+  const d = await computePlan(k, state, [p], { kind: 'apply' });
+  t.deepEqual(d.plan.ops.map((o) => `${o.op} ${o.kind}`), ['add nft-rule']);
+});
