@@ -16,6 +16,7 @@ import { machineFacts } from './machine.js';
 import { cleanup, lockBench, log, REPO } from './ns.js';
 import { throughputBench } from './throughput.js';
 import { watcherBench } from './watcher.js';
+import { nftBench } from './nft.js';
 
 interface Bench {
   name: string;
@@ -28,6 +29,7 @@ const BENCHES: Bench[] = [
   { name: 'watcher', aliases: ['a', 'watch'], what: 'A. watcher latency and idle cost (issue 3)', run: watcherBench },
   { name: 'apply', aliases: ['b', 'bulk'], what: 'B. bulk apply vs ip -batch (issue 4)', run: applyBench },
   { name: 'throughput', aliases: ['c', 'packet', 'tput'], what: 'C. per-packet cost, TCP throughput (issue 4)', run: throughputBench },
+  { name: 'nft', aliases: ['d'], what: 'D. nftables table as objects: full load, no-op, one-line change (issue 9)', run: nftBench },
 ];
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--only NAME[,NAME...]]

@@ -12,8 +12,9 @@ _wgsplit_command_opts() {
     diff) echo '--json --full' ;;
     status | check) echo '--json' ;;
     watch) echo '--log-level --log-json --cleanup-on-exit --resync --metrics-textfile --metrics-interval' ;;
-    explain) echo '-p --proto --dport --sport --uid --from --json' ;;
+    explain) echo '-p --proto --dport --sport --uid --from --app --pid --json' ;;
     export) echo '-f --format --family' ;;
+    exec) echo '-u --user' ;;
   esac
 }
 
@@ -21,6 +22,17 @@ _wgsplit_interfaces() {
   local d
   for d in /sys/class/net/*; do
     [[ -e $d ]] && printf '%s\n' "${d##*/}"
+  done
+}
+
+# Profile names: *.toml in the config directory (-c/--config, $WGSPLIT_CONFIG, /etc/wgsplit).
+_wgsplit_profiles() {
+  local dir=${WGSPLIT_CONFIG:-/etc/wgsplit} i f
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    [[ ${COMP_WORDS[i]} == -c || ${COMP_WORDS[i]} == --config ]] && dir=${COMP_WORDS[i + 1]}
+  done
+  for f in "$dir"/*.toml; do
+    [[ -e $f ]] && f=${f##*/} && printf '%s\n' "${f%.toml}"
   done
 }
 
@@ -60,7 +72,12 @@ _wgsplit() {
       COMPREPLY=($(compgen -W 'debug info warn error' -- "$cur"))
       return
       ;;
-    --resync | --dport | --sport | --uid | --from | --metrics-interval)
+    --uid)
+      # a uid or a user name (resolved with getent passwd)
+      COMPREPLY=($(compgen -u -- "$cur"))
+      return
+      ;;
+    --resync | --dport | --sport | --from | --app | --pid | --metrics-interval)
       COMPREPLY=()
       return
       ;;
@@ -70,20 +87,31 @@ _wgsplit() {
       compopt -o filenames 2>/dev/null
       return
       ;;
+    -u | --user)
+      COMPREPLY=($(compgen -u -- "$cur"))
+      return
+      ;;
   esac
 
   # The command: the first word that is not an option or an option's value.
-  local i w command= nargs=0 skip=
+  local i w command= nargs=0 skip= dashdash=
   for ((i = 1; i < COMP_CWORD; i++)); do
     w=${COMP_WORDS[i]}
+    if [[ -n $dashdash ]]; then
+      ((nargs++))
+      continue
+    fi
     if [[ -n $skip ]]; then
       skip=
       [[ $w == = ]] && skip=1
       continue
     fi
     case $w in
-      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --metrics-textfile | --metrics-interval)
+      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --app | --pid | -u | --user | --metrics-textfile | --metrics-interval)
         skip=1
+        ;;
+      --)
+        [[ -n $command ]] && dashdash=1
         ;;
       -*) ;;
       =) ;;
@@ -93,19 +121,35 @@ _wgsplit() {
     esac
   done
 
+  # exec PROFILE -- COMMAND ARGS: after "--", it is the command's line.
+  if [[ $command == exec && -n $dashdash ]]; then
+    if ((nargs == 1)); then
+      COMPREPLY=($(compgen -c -- "$cur"))
+    else
+      local IFS=$'\n'
+      COMPREPLY=($(compgen -f -- "$cur"))
+      compopt -o filenames 2>/dev/null
+    fi
+    return
+  fi
+
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$_wgsplit_global_opts $(_wgsplit_command_opts "$command")" -- "$cur"))
     return
   fi
 
   if [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W 'up down apply diff status check watch explain export metrics help version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'up down apply diff status check watch explain export exec metrics help version' -- "$cur"))
     return
   fi
 
   case $command in
     up | down)
       ((nargs == 0)) && COMPREPLY=($(compgen -W "$(_wgsplit_interfaces)" -- "$cur"))
+      ;;
+    exec)
+      ((nargs == 0)) && COMPREPLY=($(compgen -W "$(_wgsplit_profiles)" -- "$cur"))
+      ((nargs == 1)) && COMPREPLY=($(compgen -W '--' -- "$cur"))
       ;;
     check)
       # Profiles: *.toml files (and directories to descend into).

@@ -3,8 +3,12 @@
  */
 import { parseArgs } from 'node:util';
 import { WgsplitError } from '../errors.js';
+import { USER_NAME } from '../profile/users.js';
+import { IFNAME } from '../model/constants.js';
 
-export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'metrics', 'help', 'version'] as const;
+const MAX_RESYNC_S = 2147483;
+
+export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'exec', 'metrics', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 export interface Args {
@@ -22,7 +26,10 @@ export interface Args {
   logJson: boolean;
   cleanupOnExit: boolean;
   resyncSeconds: number;
-  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; from?: string };
+  /** `user`: --uid given as a name, resolved by the explain command (I/O) */
+  explain: { proto?: 'tcp' | 'udp' | 'icmp'; dport?: number; sport?: number; uid?: number; user?: string; from?: string; app?: string; pid?: number };
+  /** `exec PROFILE [--user USER] -- COMMAND [ARGS]` */
+  exec?: { profile: string; user?: string; command: string[] };
   format: 'ip' | 'nft' | 'json';
   family?: 4 | 6;
   /** watch: write the metrics to this file (node_exporter textfile collector), at most every metricsIntervalSeconds */
@@ -52,6 +59,9 @@ const OPTIONS = {
   from: { type: 'string' },
   format: { type: 'string', short: 'f' },
   family: { type: 'string' },
+  user: { type: 'string', short: 'u' },
+  app: { type: 'string' },
+  pid: { type: 'string' },
   'metrics-textfile': { type: 'string' },
   'metrics-interval': { type: 'string' },
 } as const;
@@ -65,8 +75,9 @@ const ALLOWED: Record<CommandName, string[]> = {
   status: ['json'],
   check: ['json'],
   watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'metrics-textfile', 'metrics-interval'],
-  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from'],
+  explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from', 'app', 'pid'],
   export: ['format', 'family'],
+  exec: ['user'],
   metrics: [],
   help: [],
   version: [],
@@ -76,7 +87,7 @@ const GLOBAL = ['config', 'debug', 'quiet', 'no-color', 'color', 'help', 'versio
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean): Args {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
   } catch (e) {
     throw new WgsplitError('USAGE', (e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
   }
@@ -94,13 +105,19 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   }
   const needsIface = command === 'up' || command === 'down';
   if (!v.help && needsIface && rest.length !== 1) throw new WgsplitError('USAGE', `usage: wgsplit ${command} IFACE`);
+  if (!v.help && needsIface && !IFNAME.test(rest[0])) throw new WgsplitError('USAGE', `${JSON.stringify(rest[0])} is not an interface name (1-15 characters: letters, digits, _ . : @ -)`);
+  if (v.config === '') throw new WgsplitError('USAGE', '--config needs a directory');
   if (!v.help && ['apply', 'diff', 'status', 'metrics'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
 
   // Only the watcher logs: a bad WGSPLIT_LOG_LEVEL must not break `up` from wg-quick.
   const logLevel = (v['log-level'] as string | undefined) ?? (command === 'watch' ? env.WGSPLIT_LOG_LEVEL : undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new WgsplitError('USAGE', `--log-level must be debug, info, warn or error (got "${logLevel}")`);
   const resyncText = (v.resync as string | undefined) ?? '300';
-  if (!/^\d+(\.\d+)?$/.test(resyncText)) throw new WgsplitError('USAGE', `--resync takes seconds (0 to disable), got "${resyncText}"`);
+  // setInterval takes at most 2^31-1 ms and quietly runs a longer one every 1 ms instead; under
+  // a second the safety net would be a busy loop.
+  const resync = Number(resyncText);
+  if (!/^\d+(\.\d+)?$/.test(resyncText) || (resync !== 0 && (resync < 1 || resync > MAX_RESYNC_S)))
+    throw new WgsplitError('USAGE', `--resync takes seconds, 1-${MAX_RESYNC_S} (0 to disable), got "${resyncText}"`);
   const intervalText = (v['metrics-interval'] as string | undefined) ?? '10';
   if (!/^\d+(\.\d+)?$/.test(intervalText) || Number(intervalText) < 1) throw new WgsplitError('USAGE', `--metrics-interval takes seconds, at least 1 (got "${intervalText}")`);
   if (v['metrics-textfile'] === '') throw new WgsplitError('USAGE', '--metrics-textfile needs a file name');
@@ -112,10 +129,26 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     if (!/^\d+$/.test(t) || Number(t) > max) throw new WgsplitError('USAGE', `--${k} takes a number 0-${max}, got "${t}"`);
     return Number(t);
   };
+  const uidText = v.uid as string | undefined;
+  const user = uidText !== undefined && !/^\d+$/.test(uidText) ? uidText : undefined;
+  if (user !== undefined && !USER_NAME.test(user)) throw new WgsplitError('USAGE', `--uid takes a uid 0-4294967295 or a user name, got "${user}"`);
   const proto = v.proto as string | undefined;
   if (proto !== undefined && !['tcp', 'udp', 'icmp'].includes(proto)) throw new WgsplitError('USAGE', `--proto must be tcp, udp or icmp (got "${proto}")`);
   if ((v.dport !== undefined || v.sport !== undefined) && proto !== 'tcp' && proto !== 'udp') throw new WgsplitError('USAGE', '--dport and --sport need --proto tcp or udp');
-  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--json]');
+  // exec: PROFILE before `--`, the command after it (its options are its own, never ours).
+  let exec: Args['exec'];
+  if (command === 'exec' && !v.help) {
+    const term = parsed.tokens.findIndex((t) => t.kind === 'option-terminator');
+    const before = term < 0 ? rest.length : parsed.tokens.slice(0, term).filter((t) => t.kind === 'positional').length - 1;
+    const usage = 'usage: wgsplit exec PROFILE [--user USER] -- COMMAND [ARGS...]';
+    if (term < 0) throw new WgsplitError('USAGE', `${usage} (the "--" before COMMAND is required)`);
+    if (before !== 1) throw new WgsplitError('USAGE', before === 0 ? `${usage} (no PROFILE given)` : `${usage} (one PROFILE before "--", got ${rest.slice(0, before).join(' ')})`);
+    if (rest.length < 2) throw new WgsplitError('USAGE', `${usage} (no COMMAND after "--")`);
+    if (v.user !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(v.user as string)) throw new WgsplitError('USAGE', `--user takes a user name or uid, got "${v.user}"`);
+    exec = { profile: rest[0], user: v.user as string | undefined, command: rest.slice(1) };
+  }
+  if (v.app !== undefined && v.pid !== undefined) throw new WgsplitError('USAGE', '--app and --pid both name the application: give one');
+  if (!v.help && command === 'explain' && rest.length !== 1) throw new WgsplitError('USAGE', 'usage: wgsplit explain DEST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--uid N] [--from ADDR] [--app CGROUP | --pid PID] [--json]');
   const format = (v.format as string | undefined) ?? 'ip';
   if (!['ip', 'nft', 'json'].includes(format)) throw new WgsplitError('USAGE', `--format must be ip, nft or json (got "${format}")`);
   const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
@@ -126,7 +159,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   return {
     command,
     positionals: rest,
-    config: (v.config as string | undefined) ?? env.WGSPLIT_CONFIG ?? '/etc/wgsplit',
+    // An empty WGSPLIT_CONFIG is unset (as for most tools), not "the current directory".
+    config: (v.config as string | undefined) ?? (env.WGSPLIT_CONFIG || '/etc/wgsplit'),
     json: !!v.json,
     dryRun: !!v['dry-run'],
     debug: !!v.debug || env.WGSPLIT_DEBUG === '1',
@@ -138,7 +172,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     logJson: !!v['log-json'],
     cleanupOnExit: !!v['cleanup-on-exit'],
     resyncSeconds: Number(resyncText),
-    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: num('uid', 4294967295), from: v.from as string | undefined },
+    explain: { proto: proto as Args['explain']['proto'], dport: num('dport', 65535), sport: num('sport', 65535), uid: user === undefined ? num('uid', 4294967295) : undefined, user, from: v.from as string | undefined, app: v.app as string | undefined, pid: num('pid', 4194304) },
+    exec,
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
     metricsTextfile: v['metrics-textfile'] as string | undefined,

@@ -8,7 +8,8 @@ export interface Context {
   out: (text: string) => void;
   err: (text: string) => void;
   kernel: () => Promise<KernelPort>;
-  state: () => StateStore;
+  /** the state record of this network namespace, bound to it (state/owned.ts openState); notes go to `note` */
+  state: (kernel: KernelPort, note: (text: string) => void) => Promise<StateStore>;
   isTTY: boolean;
   /** lock file path (tests); default per network namespace under /run/wgsplit */
   lockPath?: string;

@@ -22,10 +22,15 @@ Commands:
       --metrics-interval SECONDS  and every SECONDS in between (default 10)
   explain DEST          which way a packet to DEST goes, and why (asks the kernel)
   -p, --proto P         tcp, udp or icmp
-      --dport N, --sport N, --uid N, --from ADDR
+      --dport N, --sport N, --uid N|USER, --from ADDR
+      --app CGROUP      the sending application's cgroup v2 path (profiles with apps)
+      --pid PID         the same, for the cgroup process PID is in
   export                the state wgsplit would create, for review or for ip/nft
   -f, --format F        ip (an ip -batch script, default), nft or json
       --family 4|6      which family the ip -batch script holds (default 4)
+  exec PROFILE -- CMD   run CMD in PROFILE's own cgroup, so the profile's apps
+                        matching applies to it (as the sudo user, never root)
+  -u, --user USER       run CMD as USER (--user root to mean root)
   metrics               Prometheus text: per profile and family active, drift,
                         traffic counters (packets, bytes)
 

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, WgsplitError } from '../errors.js';
-import { FileStateStore } from '../state/owned.js';
+import { openState } from '../state/owned.js';
 import { parseCli, type Args } from './args.js';
 import { applyLike } from './commands/apply.js';
 import { check } from './commands/check.js';
@@ -50,6 +50,8 @@ export async function run(ctx: Omit<Context, 'args'>, argv: string[], env: NodeJ
         return await (await import('./commands/explain.js')).explainCommand(c);
       case 'export':
         return await (await import('./commands/export.js')).exportCommand(c);
+      case 'exec':
+        return await (await import('./commands/exec.js')).execCommand(c, env);
       case 'metrics':
         return await (await import('./commands/metrics.js')).metricsCommand(c);
       case 'watch':
@@ -88,7 +90,7 @@ if (isMain) {
       out: (t) => process.stdout.write(t),
       err: (t) => process.stderr.write(t),
       kernel: async () => new (await import('../kernel/linux.js')).LinuxKernel(),
-      state: () => new FileStateStore(),
+      state: (kernel, note) => openState(kernel, note),
       isTTY: !!process.stdout.isTTY,
     },
     process.argv.slice(2),

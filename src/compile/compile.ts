@@ -33,6 +33,8 @@ import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
 import { fwmarkObjects } from './nftFwmark.js';
+import { appsObjects, appsUnavailable, waitingCgroups } from './apps.js';
+import { hasApps } from '../profile/apps.js';
 import { mergeUnitsNft } from './nftMerge.js';
 import { withCounters } from './counters.js';
 
@@ -42,6 +44,12 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   const f = input instanceof Map ? facts(input) : input;
   const out: Desired = { units: [], errors: [], warnings: [] };
   for (const p of profiles) {
+    const noApps = appsUnavailable(p, f);
+    if (noApps) {
+      out.errors.push(noApps);
+      continue;
+    }
+    for (const x of f.cgroups && hasApps(p) ? waitingCgroups(p, f.cgroups) : []) out.warnings.push(`profile ${p.name}: waiting for cgroup ${x}: it does not exist (yet); its traffic is matched once it does`);
     const cached = reuse?.(p);
     if (cached) out.units.push(...cached);
     else compileProfile(p, f, out);
@@ -92,12 +100,13 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * Every nft-using feature adds its condition here (traffic counters: compile/counters.ts).
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported);
+  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p);
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
 export function modeOf(p: Profile, f: Facts): 'rule' | 'fwmark' {
   if (p.mode !== 'auto') return p.mode;
+  if (hasApps(p)) return 'fwmark'; // applications are told apart by nftables only
   return f.ruleSelectors.supported ? 'rule' : 'fwmark';
 }
 
@@ -154,7 +163,8 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const notes: string[] = [];
   const connected = f.connected;
   const mode = modeOf(p, f);
-  if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
+  if (p.mode === 'auto' && hasApps(p)) notes.push('mode fwmark (apps: applications are matched by their cgroup in nftables)');
+  else if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
   const src = iface.addresses[family][0];
   const metric = ROUTE_METRIC[family];
   const excludes = familyPrefixes(p.exclude, family);
@@ -180,7 +190,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const included = coverIndex(includes);
   const usefulThrows = throws.filter((t) => included(t));
 
-  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes);
+  if (mode === 'fwmark') return fwmarkUnit(p, iface, family, status, includes, throws, notes, f);
 
   const routes: RouteSpec[] = [];
   for (const inc of includes) {
@@ -234,7 +244,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
  * one rule per family sends marked packets to it. No source trick is needed: only packets
  * of connections this host opened are marked, and SNAT fixes their source.
  */
-function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[]): Unit {
+function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[], f: Facts): Unit {
   const routes: RouteSpec[] = [];
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
@@ -242,7 +252,7 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
   const rules: RuleSpec[] = includes.length
     ? [{ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask }]
     : [];
-  const nft = fwmarkObjects({
+  const input = {
     profile: p.name,
     family,
     iface: p.interface,
@@ -254,7 +264,10 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
     uids: p.uids,
     include: includes,
     exclude: throws,
-  });
+  };
+  const apps = hasApps(p) && f.cgroups;
+  if (apps) for (const x of waitingCgroups(p, apps)) notes.push(`waiting for cgroup ${x}: it does not exist (yet)`);
+  const nft = apps ? appsObjects(input, p, apps) : fwmarkObjects(input);
   return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft };
 }
 

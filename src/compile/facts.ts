@@ -54,6 +54,20 @@ export interface Facts {
   rpFilterAll?: number;
   /** sysctls wgsplit changed, with their original values (state store) */
   changedSysctls: Record<string, number>;
+  /** cgroup v2 facts, gathered only when a profile has `apps` or `exclude_apps` */
+  cgroups?: CgroupFacts;
+}
+
+/** What compile needs to match applications (kernel/cgroup.ts gathers it). */
+export interface CgroupFacts {
+  /** what nft's paths start with: '' (unified hierarchy) or 'unified/' (hybrid) */
+  nftPrefix: string;
+  /** why application matching cannot work here (kernel, nft, no cgroup v2), naming what is missing */
+  unavailable?: string;
+  /** the id (inode number of the directory) of each asked-for cgroup that exists now */
+  ids: Record<string, number>;
+  /** where wgsplit's own cgroups live, relative to the v2 root (model/cgroup.ts) */
+  ownBase: string;
 }
 
 export function facts(interfaces: Map<string, InterfaceFacts>, more: Partial<Omit<Facts, 'interfaces'>> = {}): Facts {
@@ -65,5 +79,6 @@ export function facts(interfaces: Map<string, InterfaceFacts>, more: Partial<Omi
     ruleSelectors: more.ruleSelectors ?? { supported: true, missing: [] },
     rpFilterAll: more.rpFilterAll,
     changedSysctls: more.changedSysctls ?? {},
+    ...(more.cgroups && { cgroups: more.cgroups }),
   };
 }

@@ -2,7 +2,14 @@
  * Who keeps deleting our rules? Names the likely program and the fix, for the warning the
  * watcher logs when it has to rate-limit repairs. Reads /proc only.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readRegularFile } from '../profile/readText.js';
+
+/** A networkd config file's text; anything but a small regular file counts as empty (a FIFO must not hang `status`). */
+const confText = (path: string) => {
+  const r = readRegularFile(path, 1 << 20);
+  return r.ok ? r.text : '';
+};
 
 export interface Suspect {
   name: string;
@@ -49,11 +56,11 @@ export function networkdNeedsDropIn(processes: Set<string> = runningProcesses())
   if (!processes.has('systemd-network')) return false;
   for (const dir of ['/etc/systemd/networkd.conf.d', '/run/systemd/networkd.conf.d']) {
     try {
-      for (const f of readdirSync(dir)) if (/ManageForeignRoutingPolicyRules\s*=\s*(no|false|0)/i.test(readFileSync(`${dir}/${f}`, 'utf8'))) return false;
+      for (const f of readdirSync(dir)) if (/ManageForeignRoutingPolicyRules\s*=\s*(no|false|0)/i.test(confText(`${dir}/${f}`))) return false;
     } catch {
       /* no such dir */
     }
   }
-  if (existsSync('/etc/systemd/networkd.conf') && /^\s*ManageForeignRoutingPolicyRules\s*=\s*(no|false|0)/im.test(readFileSync('/etc/systemd/networkd.conf', 'utf8'))) return false;
+  if (/^\s*ManageForeignRoutingPolicyRules\s*=\s*(no|false|0)/im.test(confText('/etc/systemd/networkd.conf'))) return false;
   return true;
 }

@@ -24,6 +24,9 @@ import { counterKey } from '../compile/counters.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
 import { suspects } from './culprit.js';
+import { CgroupWatch } from './cgroupWatch.js';
+import { cgroupPathsOf } from '../compile/apps.js';
+import { cgroup2, ownCgroupBase } from '../kernel/cgroup.js';
 import type { Logger } from './log.js';
 import { DEFAULT_SCHEDULER, Scheduler, type RunResult, type SchedulerOptions, type Trigger } from './scheduler.js';
 
@@ -73,6 +76,11 @@ export class Watcher {
   private nftMonitor?: NftMonitor;
   /** sets whose elements someone else fills (their element events are not drift) */
   private externalSets = new Set<string>();
+  // cgroups of `apps` profiles: a created or re-created one needs its rule loaded again
+  private readonly cgroups = new CgroupWatch(
+    (why) => this.scheduler.trigger(why, false),
+    (msg, fields) => this.o.log.warn(msg, fields),
+  );
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
@@ -159,6 +167,8 @@ export class Watcher {
       this.ourTables = new Set(profiles.map((p) => p.table));
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       this.o.log.info('profiles loaded', { why, profiles: profiles.map((p) => p.name).join(',') || '(none)' });
+      const cgroupPaths = cgroupPathsOf(profiles, ownCgroupBase());
+      this.cgroups.set(cgroupPaths.length ? cgroup2().mount : undefined, cgroupPaths);
       if (why !== 'start') this.scheduleEndpointPoll(); // a UDP profile may have come or gone
       return true;
     } catch (e) {
@@ -308,6 +318,7 @@ export class Watcher {
     clearTimeout(this.reloadTimer);
     clearTimeout(this.endpointTimer);
     await this.textfile?.stop();
+    this.cgroups.close();
     await this.fsWatcher?.close();
     if (this.o.cleanupOnExit) {
       const lock = await acquireLock(this.o.lockPath);

@@ -11,6 +11,7 @@ import { NAMED_SETS, PRIVATE_PARTS } from '../model/namedSets.js';
 import { containsAddress, formatPrefix, parseAddress, parsePrefix, type Family, type Prefix } from '../model/prefix.js';
 import type { LookupResult } from '../kernel/lookup.js';
 import type { Protocol } from '../profile/types.js';
+import { appRefusal } from './apps.js';
 
 export interface ExplainQuery {
   family: Family;
@@ -20,6 +21,8 @@ export interface ExplainQuery {
   sport?: number;
   uid?: number;
   from?: string;
+  /** the sending application's cgroup v2 path (explain --app, or --pid's /proc/PID/cgroup) */
+  app?: string;
 }
 
 export interface ProfileVerdict {
@@ -97,6 +100,8 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts): ProfileVerdict {
   if (!inRanges(q.dport, p.dports)) return { ...base, matches: false, reason: `destination port ${q.dport ?? '(none)'} is not in ${p.dports.map((r) => (r.start === r.end ? r.start : `${r.start}-${r.end}`)).join(', ')}` };
   if (!inRanges(q.sport, p.sports)) return { ...base, matches: false, reason: `source port ${q.sport ?? '(none)'} is not in the profile's sports` };
   if (!inRanges(q.uid ?? 0, p.uids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is not in the profile's uids` };
+  const appWhy = appRefusal(p, q.app, facts.cgroups);
+  if (appWhy) return { ...base, matches: false, reason: appWhy };
   const addr = parseAddress(q.dst)!.addr;
   if (!included(u, q.family, addr)) return { ...base, matches: false, reason: `${q.dst} is not in the profile's include` };
   const ex = exclusionReason(u, facts, q.family, addr);
@@ -106,7 +111,7 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts): ProfileVerdict {
     const unspecified = q.from === '0.0.0.0' || q.from === '::';
     if (!own && !unspecified) return { ...base, matches: false, reason: `the source ${q.from} is already chosen and is not ${p.interface}'s: replies and bound sockets leave where they belong` };
   }
-  return { ...base, matches: true, reason: `matches (${[q.proto && `protocol ${q.proto}`, q.dport !== undefined && `dport ${q.dport}`, p.uids.length && `uid ${q.uid ?? 0}`].filter(Boolean).join(', ') || 'any packet'})` };
+  return { ...base, matches: true, reason: `matches (${[q.proto && `protocol ${q.proto}`, q.dport !== undefined && `dport ${q.dport}`, p.uids.length && `uid ${q.uid ?? 0}`, q.app !== undefined && (p.apps !== undefined || p.excludeApps !== undefined) && `application ${q.app}`].filter(Boolean).join(', ') || 'any packet'})` };
 }
 
 /** The first fwmark unit (by priority) whose nftables rule would mark this packet. */

@@ -22,7 +22,7 @@
  * Every executed operation is appended to `log` as `<op> <opText>`; `dump()` is the sorted
  * text of every rule and route, for golden comparisons.
  */
-import type { InterfaceFacts } from '../compile/facts.js';
+import type { CgroupFacts, InterfaceFacts } from '../compile/facts.js';
 import { absentInterface } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
@@ -105,6 +105,26 @@ export class FakeKernel implements KernelPort {
     return this;
   }
 
+  /**
+   * When the namespace's loopback came up (see KernelPort.loopbackBirth); a test "re-creates
+   * the namespace" by changing it, or models a loopback that never came up with undefined.
+   */
+  loBirth: number | undefined = 4242;
+
+  async loopbackBirth(): Promise<number | undefined> {
+    return this.loBirth;
+  }
+
+  /** net.ipv4.conf.lo.tag of the fake namespace (0 in a new one); undefined: cannot be set */
+  loTag: number | undefined = 0;
+  readonly namespaceTag = {
+    read: () => this.loTag,
+    write: (v: number) => {
+      if (this.loTag === undefined) throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+      this.loTag = v;
+    },
+  };
+
   /** Clear the op log (e.g. between a first and a second apply). */
   clearLog(): void {
     this.log.length = 0;
@@ -129,6 +149,18 @@ export class FakeKernel implements KernelPort {
   readonly nft = new FakeNft();
   /** sysctls by path under /proc/sys */
   sysctls = new Map<string, number>();
+
+  /** cgroup v2 as the fake's machine has it: ids of existing cgroups, hybrid layout by default */
+  cgroupIds = new Map<string, number>();
+  cgroupPrefix = 'unified/';
+  cgroupOwnBase = 'wgsplit.slice';
+  cgroupsUnavailable?: string;
+
+  async cgroups(paths: string[]): Promise<CgroupFacts> {
+    const ids: Record<string, number> = {};
+    for (const p of paths) if (this.cgroupIds.has(p)) ids[p] = this.cgroupIds.get(p)!;
+    return { nftPrefix: this.cgroupPrefix, ids, ownBase: this.cgroupOwnBase, ...(this.cgroupsUnavailable && { unavailable: this.cgroupsUnavailable }) };
+  }
 
   async readSysctls(paths: string[]): Promise<Record<string, number>> {
     const out: Record<string, number> = {};

@@ -3,6 +3,7 @@
  * endpoints. Only state carrying our protocol tag is reported as ours.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loTag } from './nsTag.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
 import type { InterfaceFacts } from '../compile/facts.js';
@@ -18,6 +19,8 @@ import { probeRuleSelectors } from './probe.js';
 import type { LookupQuery, LookupResult } from './lookup.js';
 import type { KernelPort, ObservedKernel } from './port.js';
 import { wgEndpoints } from './wg.js';
+import { cgroupFacts } from './cgroup.js';
+import type { CgroupFacts } from '../compile/facts.js';
 
 const RTPROT_KERNEL = 2; // rtnetlink(7): route installed by the kernel (from an address)
 const RT_SCOPE_LINK = 253;
@@ -31,6 +34,7 @@ export class LinuxKernel implements KernelPort {
   private ifindex = new Map<string, number>();
   private ifname = new Map<number, string>();
   readonly notes: string[] = [];
+  readonly namespaceTag = loTag;
   private nft?: NftKernel;
 
   /** Loaded on first use: a rule-mode-only setup never imports the nft side (or execa). */
@@ -68,6 +72,16 @@ export class LinuxKernel implements KernelPort {
     return out;
   }
 
+  /**
+   * When this namespace's loopback got its IPv4 address (127.0.0.1, added when lo first
+   * comes up and kept while lo goes down and up again), in 1/100 s since boot; undefined
+   * while lo has never been up. lo is ifindex 1 in every network namespace.
+   */
+  async loopbackBirth(): Promise<number | undefined> {
+    const stamps = (await this.nl.addresses()).filter((a) => a.index === 1 && a.family === 4 && a.cstamp !== undefined).map((a) => a.cstamp as number);
+    return stamps.length ? Math.min(...stamps) : undefined;
+  }
+
   async readCounters() {
     return (await import('./nftCounters.js')).readCounters();
   }
@@ -102,6 +116,9 @@ export class LinuxKernel implements KernelPort {
   }
 
   async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
+    // A missing `nft` must be found before the first write (sysctls and routes come earlier
+    // in the plan), so that its error, exit 2, still means "nothing changed".
+    if (plan.ops.some(isNftOp)) (await this.nftKernel()).binary();
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
     let done = 0;
     for (const phase of phases(plan.ops)) {
@@ -198,6 +215,10 @@ export class LinuxKernel implements KernelPort {
 
   lookup(q: LookupQuery): Promise<LookupResult> {
     return this.nl.getRoute(q);
+  }
+
+  async cgroups(paths: string[]): Promise<CgroupFacts> {
+    return cgroupFacts(paths);
   }
 
   probeRuleSelectors(): Promise<{ supported: boolean; missing: string[]; definitive: boolean }> {

@@ -4,10 +4,24 @@
  * with backoff and the watcher re-syncs, since events may have been missed in between.
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+
+/** `ip` (iproute2) on PATH or in the usual places, or undefined: the watcher cannot run without it. */
+export function findIp(path = process.env.PATH ?? ''): string | undefined {
+  for (const dir of [...path.split(delimiter).filter(Boolean), '/usr/sbin', '/sbin', '/usr/bin', '/bin']) {
+    try {
+      accessSync(join(dir, 'ip'), constants.X_OK);
+      return join(dir, 'ip');
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
 
 export interface MonitorHandlers {
   line(line: string): void;
@@ -76,7 +90,7 @@ export class Monitor {
 /** rtnetlink: links, addresses, routes, rules, both families. */
 export class IpMonitor extends Monitor {
   constructor(h: MonitorHandlers) {
-    super(h, 'ip', ['-o', 'monitor', 'label', 'link', 'address', 'route', 'rule'], 'ip monitor');
+    super(h, findIp() ?? 'ip', ['-o', 'monitor', 'label', 'link', 'address', 'route', 'rule'], 'ip monitor');
   }
 }
 

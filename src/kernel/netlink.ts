@@ -32,6 +32,8 @@ export interface AddressInfo {
   family: Family;
   address: string;
   prefixlen: number;
+  /** IFA_CACHEINFO cstamp: when the address was created, in 1/100 s since boot */
+  cstamp?: number;
 }
 
 
@@ -79,7 +81,7 @@ export class Rtnl {
       const family = FAMILY_OF[m.data.family ?? 0];
       const buf = m.attrs.local ?? m.attrs.address;
       if (!family || !buf) continue;
-      out.push({ index: m.data.index ?? 0, family, address: bufAddr(family, buf), prefixlen: m.data.prefixlen ?? 0 });
+      out.push({ index: m.data.index ?? 0, family, address: bufAddr(family, buf), prefixlen: m.data.prefixlen ?? 0, cstamp: m.attrs.cacheInfo?.cstamp });
     }
     return out;
   }

@@ -105,6 +105,11 @@ export class NftKernel {
     }
   }
 
+  /** Where nft(8) is; a clear error when it is missing (the caller checks before any write). */
+  binary(): string {
+    return nftBinary();
+  }
+
   close(): void {
     this.nl?.close();
     this.nl = undefined;

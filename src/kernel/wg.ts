@@ -23,12 +23,15 @@ export function parseEndpoints(text: string): Endpoint[] {
   return out;
 }
 
+/** The note wgEndpoints gives when `wg` is missing (reconcile refuses UDP profiles on it). */
+export const WG_MISSING = 'wg (wireguard-tools) is not installed: WireGuard endpoints unknown';
+
 export async function wgEndpoints(iface: string): Promise<{ endpoints: Endpoint[]; note?: string }> {
   return new Promise((resolve) => {
     execFile('wg', ['show', iface, 'endpoints'], { timeout: 5000 }, (err, stdout, stderr) => {
       if (!err) return resolve({ endpoints: parseEndpoints(stdout) });
       const e = err as NodeJS.ErrnoException;
-      if (e.code === 'ENOENT') return resolve({ endpoints: [], note: 'wg (wireguard-tools) is not installed: WireGuard endpoints unknown' });
+      if (e.code === 'ENOENT') return resolve({ endpoints: [], note: WG_MISSING });
       resolve({ endpoints: [], note: `wg show ${iface} endpoints failed: ${stderr.trim() || e.message}` });
     });
   });

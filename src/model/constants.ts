@@ -63,3 +63,6 @@ export const WGQUICK_MARK = 51820;
 
 /** The nftables table that holds all of wgsplit's fwmark state (and nothing else). */
 export const NFT_TABLE = 'wgsplit';
+
+/** A Linux interface name: IFNAMSIZ is 16 with the NUL; no '/', spaces or colons' tricks (dev_valid_name) */
+export const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;

@@ -5,7 +5,7 @@
  * report every problem at once.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { readdirSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { locate } from './locate.js';
 import { parseListFile } from './listFile.js';
@@ -13,6 +13,8 @@ import { WgsplitError, type Problem } from '../errors.js';
 import { parseProfile } from './parse.js';
 import type { Profile } from './types.js';
 import { validateSet } from './validateSet.js';
+import { errnoText, readRegularFile } from './readText.js';
+import { cachedResolver, type UserResolver } from './users.js';
 
 export interface LoadedProfiles {
   dir: string;
@@ -26,14 +28,24 @@ function permissionProblem(path: string, st: Stats, what: string): string | unde
   return undefined;
 }
 
-/** Root-only ownership check; skipped when not running as root (check by a normal user). */
-function checkPerms(path: string, what: string, problems: string[]): void {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return;
-  const p = permissionProblem(path, statSync(path), what);
+const asRoot = () => typeof process.getuid !== 'function' || process.getuid() === 0;
+
+/**
+ * Root-only ownership check; skipped when not running as root (check by a normal user).
+ * A path that cannot be stat'ed (a dangling symlink) is left to the read, which reports it.
+ */
+function checkPerms(path: string, what: string, problems: string[], st?: Stats): void {
+  if (!asRoot()) return;
+  try {
+    st ??= statSync(path);
+  } catch {
+    return;
+  }
+  const p = permissionProblem(path, st, what);
   if (p) problems.push(p);
 }
 
-export function loadProfileDir(dir: string): LoadedProfiles {
+export function loadProfileDir(dir: string, opts: { resolveUser?: UserResolver } = {}): LoadedProfiles {
   const abs = resolve(dir);
   let entries: string[];
   try {
@@ -41,14 +53,14 @@ export function loadProfileDir(dir: string): LoadedProfiles {
     entries = readdirSync(abs).filter((f) => f.endsWith('.toml')).sort();
   } catch (e) {
     if (e instanceof WgsplitError) throw e;
-    throw new WgsplitError('ENVIRONMENT', `cannot read config directory ${abs}: ${(e as NodeJS.ErrnoException).code ?? e}; create it and add a profile (see wgsplit.toml(5)), or pass --config DIR`, { cause: e });
+    throw new WgsplitError('ENVIRONMENT', `cannot read config directory ${abs}: ${errnoText(e)}; create it and add a profile (see wgsplit.toml(5)), or pass --config DIR`, { cause: e });
   }
   const perms: string[] = [];
   checkPerms(abs, 'config directory', perms);
   const files = entries.map((f) => join(abs, f));
   for (const f of files) checkPerms(f, 'profile', perms);
   if (perms.length) throw new WgsplitError('CONFIG_PERMS', perms.join('\n'));
-  return { dir: abs, profiles: loadProfileFiles(files) };
+  return { dir: abs, profiles: loadProfileFiles(files, opts) };
 }
 
 /** Parse and cross-validate the given files; throws PROFILE with every problem. */
@@ -61,16 +73,15 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
   ] as const) {
     files.forEach((name, i) => {
       const path = isAbsolute(name) ? name : join(dirname(p.file), name);
-      let body: string;
-      try {
-        body = readFileSync(path, 'utf8');
-      } catch (e) {
+      const read = readRegularFile(path);
+      if (!read.ok) {
         const pos = locate(text, key, i);
-        problems.push({ file: p.file, line: pos.line, col: pos.col, message: `${key}[${i}]: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? e}` });
+        problems.push({ file: p.file, line: pos.line, col: pos.col, message: `${key}[${i}]: cannot read ${path}: ${read.reason}` });
         return;
       }
+      const body = read.text;
       const perms: string[] = [];
-      checkPerms(path, 'list file', perms);
+      checkPerms(path, 'list file', perms, read.stats);
       for (const m of perms) {
         const pos = locate(text, key, i);
         problems.push({ file: p.file, line: pos.line, col: pos.col, message: m });
@@ -81,34 +92,31 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
       into.push({ text: `file ${name}`, prefixes: r.prefixes });
     });
   }
+  // Names in `uids` resolve at load: an LDAP user whose uid changed changes the compile.
+  digest.update(`\0uids\0${JSON.stringify(p.uids)}`);
   p.digest = digest.digest('hex');
 }
 
-export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean } = {}): Profile[] {
+export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean; resolveUser?: UserResolver } = {}): Profile[] {
+  const resolveUser = opts.resolveUser ?? cachedResolver();
   const problems: Problem[] = [];
-  if (opts.checkPerms) {
-    for (const f of files) {
-      const perms: string[] = [];
-      try {
-        checkPerms(f, 'profile', perms);
-      } catch {
-        /* unreadable: reported below */
-      }
-      for (const m of perms) problems.push({ file: f, line: 1, col: 1, message: m });
-    }
-  }
   const texts = new Map<string, string>();
   const profiles: Profile[] = [];
   for (const file of files) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      problems.push({ file, line: 1, col: 1, message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` });
+    const read = readRegularFile(file);
+    if (!read.ok) {
+      problems.push({ file, line: 1, col: 1, message: `cannot read: ${read.reason}` });
       continue;
     }
+    const text = read.text;
+    if (opts.checkPerms) {
+      // On what was read (fstat of the open file), so the check and the read see one file.
+      const perms: string[] = [];
+      checkPerms(file, 'profile', perms, read.stats);
+      for (const m of perms) problems.push({ file, line: 1, col: 1, message: m });
+    }
     texts.set(file, text);
-    const r = parseProfile(file, text);
+    const r = parseProfile(file, text, { resolveUser });
     problems.push(...r.problems);
     if (r.profile) {
       readLists(r.profile, text, problems);

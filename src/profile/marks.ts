@@ -5,8 +5,9 @@
  * profiles with one mark would route each other's traffic. One place for the question, so
  * validateSet (every profile at load) and compile (the fwmark rule) never disagree.
  */
+import { hasApps } from './apps.js';
 import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
-  return p.mode === 'fwmark';
+  return p.mode === 'fwmark' || hasApps(p);
 }

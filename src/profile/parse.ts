@@ -6,13 +6,14 @@ import TOML from '@iarna/toml';
 import type { Problem } from '../errors.js';
 import { parsePrefix, type Family, type Prefix } from '../model/prefix.js';
 import { namedSet, NAMED_SETS } from '../model/namedSets.js';
-import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
+import { IFNAME, DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
 import type { Range } from '../model/rule.js';
+import { parseApps } from './apps.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
 import type { PrefixSource, Profile, Protocol } from './types.js';
+import { USER_NAME, type UserResolver } from './users.js';
 
-const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/; // IFNAMSIZ is 16 with the NUL; no '/' or spaces
 
 export function profileName(file: string): string {
   const base = file.split('/').pop() ?? file;
@@ -24,7 +25,15 @@ export interface ParseResult {
   problems: Problem[];
 }
 
-export function parseProfile(file: string, text: string): ParseResult {
+export interface ParseOptions {
+  /**
+   * Turns a user name in `uids` into a uid (load.ts passes getent's, tests a fake). Without
+   * one, names are a problem: parsing stays pure, and nothing is guessed.
+   */
+  resolveUser?: UserResolver;
+}
+
+export function parseProfile(file: string, text: string, opts: ParseOptions = {}): ParseResult {
   const problems: Problem[] = [];
   const at = (message: string, key?: string, index?: number) => {
     const p = locate(text, key, index);
@@ -120,7 +129,7 @@ export function parseProfile(file: string, text: string): ParseResult {
 
   const dports = parseRanges('dports', raw.dports, 1, 65535, at);
   const sports = parseRanges('sports', raw.sports, 1, 65535, at);
-  const uids = parseRanges('uids', raw.uids, 0, 4294967294, at);
+  const uids = parseRanges('uids', raw.uids, 0, 4294967294, at, opts.resolveUser ?? noResolver);
   // On the raw lists: a malformed port must not hide this problem (every problem at once).
   if ((raw.dports?.length || raw.sports?.length) && (protocols === undefined || protocols.some((p) => p === 'icmp'))) {
     atValue('ports only exist for tcp and udp: with dports or sports, set protocols to ["tcp"], ["udp"] or both', raw.dports ? 'dports' : 'sports');
@@ -139,6 +148,8 @@ export function parseProfile(file: string, text: string): ParseResult {
 
   const onDown = raw.on_down ?? 'block';
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
+
+  const { apps, excludeApps } = parseApps(raw, at, atValue);
 
   if (problems.length) return { problems };
   return {
@@ -164,6 +175,8 @@ export function parseProfile(file: string, text: string): ParseResult {
       fwmark,
       fwmarkMask,
       description: raw.description,
+      ...(apps !== undefined && { apps }),
+      ...(excludeApps !== undefined && { excludeApps }),
       counters: raw.counters ?? true,
     },
   };
@@ -205,7 +218,9 @@ function parsePrefixList(key: string, list: string[], explicit: boolean, at: At)
   return out;
 }
 
-function parseRanges(key: string, list: (number | string)[] | undefined, min: number, max: number, at: At): Range[] {
+const noResolver: UserResolver = () => ({ error: 'user names cannot be resolved here' });
+
+function parseRanges(key: string, list: (number | string)[] | undefined, min: number, max: number, at: At, users?: UserResolver): Range[] {
   if (!list) return [];
   const out: Range[] = [];
   list.forEach((v, i) => {
@@ -215,7 +230,14 @@ function parseRanges(key: string, list: (number | string)[] | undefined, min: nu
       start = end = v;
     } else {
       const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(v) ?? /^\s*(\d+)\s*$/.exec(v);
-      if (!m) return bad(`"${v}" is not a number or a range "a-b"`);
+      if (!m && users && USER_NAME.test(v)) {
+        const u = users(v);
+        if (u === undefined) return bad(`unknown user "${v}" (getent passwd ${v} finds no such user)`);
+        if ('error' in u) return bad(`cannot look up user "${v}": ${u.error}`);
+        out.push({ start: u.uid, end: u.uid });
+        return;
+      }
+      if (!m) return bad(`${JSON.stringify(v)} is not a ${users ? 'uid, a user name' : 'number'} or a range "a-b"`);
       start = Number(m[1]);
       end = Number(m[2] ?? m[1]);
     }

@@ -28,6 +28,8 @@ export const profileSchema = z
     fwmark: z.number().int().optional(),
     fwmark_mask: z.number().int().optional(),
     description: z.string().optional(),
+    apps: stringList.optional(),
+    exclude_apps: stringList.optional(),
     counters: z.boolean().optional(),
   })
   .strict();

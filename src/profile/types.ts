@@ -37,6 +37,14 @@ export interface Profile {
   fwmark: number;
   fwmarkMask: number;
   description?: string;
+  /**
+   * cgroup v2 paths (relative to the v2 root, no leading `/`) whose processes' traffic the
+   * profile takes (each with its subtree, plus wgsplit's own cgroup for the profile, see
+   * `wgsplit exec`); undefined = not limited to applications
+   */
+  apps?: string[];
+  /** cgroup v2 paths whose processes' traffic this profile leaves alone */
+  excludeApps?: string[];
   /** per-profile traffic counters in wgsplit's nft table (compile/counters.ts) */
   counters: boolean;
   /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */

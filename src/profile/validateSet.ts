@@ -8,6 +8,7 @@ import type { Family } from '../model/prefix.js';
 import { locateValue, locate } from './locate.js';
 import type { Profile } from './types.js';
 import { usesMarks } from './marks.js';
+import { hasApps } from './apps.js';
 
 export function validateSet(profiles: Profile[], texts: Map<string, string>): Problem[] {
   const problems: Problem[] = [];
@@ -40,8 +41,9 @@ export function validateSet(profiles: Profile[], texts: Map<string, string>): Pr
   for (const p of profiles.filter(usesMarks)) {
     const first = marks.get(p.fwmark);
     if (first) {
-      const pos = where(p, /^\s*fwmark\s*=/m.test(texts.get(p.file) ?? '') ? 'fwmark' : 'mode');
-      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode profile its own fwmark` });
+      const text = texts.get(p.file) ?? '';
+      const pos = where(p, /^\s*fwmark\s*=/m.test(text) ? 'fwmark' : /^\s*mode\s*=/m.test(text) || !hasApps(p) ? 'mode' : p.apps ? 'apps' : 'exclude_apps');
+      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode (or apps) profile its own fwmark` });
     } else marks.set(p.fwmark, p);
   }
   return problems;

@@ -3,6 +3,9 @@
  * StateStore so it runs unchanged on the real kernel and on the fake.
  */
 import { compile, mayNeedNft } from '../compile/compile.js';
+import { cgroupPathsOf } from '../compile/apps.js';
+import { ownCgroupBase } from '../kernel/cgroup.js';
+import { hasApps } from '../profile/apps.js';
 import type { Desired } from '../compile/desired.js';
 import { facts as makeFacts, type Facts, type InterfaceFacts } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
@@ -15,6 +18,7 @@ import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
 import { rememberPlans, reuser } from './planCache.js';
+import { WG_MISSING } from '../kernel/wg.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -34,6 +38,16 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface])).get(cmd.iface))?.exists) {
     throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (wg-quick runs PostUp after creating it; check the name)`);
   }
+  // Without `wg` the endpoints are unknown, so a profile that can match UDP would send the
+  // tunnel's own encrypted packets into the tunnel (a loop): refuse before writing anything.
+  if (cmd.kind !== 'down' && kernel.notes?.includes(WG_MISSING)) {
+    const udp = selected.filter((p) => ifaceFacts.get(p.interface)?.exists && (p.protocols === undefined || p.protocols.includes('udp')));
+    if (udp.length)
+      throw new WgsplitError(
+        'ENVIRONMENT',
+        `wg (wireguard-tools) is not installed, so the WireGuard endpoints of ${[...new Set(udp.map((p) => p.interface))].join(', ')} are unknown; profile ${udp.map((p) => p.name).join(', ')} can match UDP and would send the tunnel's own packets into the tunnel: install wireguard-tools (apt-get install wireguard-tools)`,
+      );
+  }
   const owned = state.load();
   const ruleSelectors = await selectorsFor(kernel, state, owned, profiles);
   const mayUseNft = profiles.some((p) => mayNeedNft(p, ruleSelectors));
@@ -47,14 +61,16 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   const changedSysctls = owned.sysctls ?? {};
   const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
-  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls });
+  // Application profiles: which of their cgroups exist now, and with which ids (compile/apps.ts).
+  const cgroups = profiles.some(hasApps) && kernel.cgroups ? await kernel.cgroups(cgroupPathsOf(profiles, ownCgroupBase())) : undefined;
+  const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls, cgroups });
   const desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
   // The nftables table is one for all profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft && profiles.length > selected.length) {
     const others = profiles.filter((p) => !selected.includes(p));
     const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
     for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
-    desired.nft = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors })).nft;
+    desired.nft = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, cgroups })).nft;
   }
   // sysctls: only those of the selected profiles' interfaces are in scope for up/down.
   const sysPaths = [...new Set([...(desired.sysctls ?? []).map((x) => x.path), ...Object.keys(changedSysctls)])].filter(
@@ -87,9 +103,15 @@ async function selectorsFor(kernel: KernelPort, state: StateStore, owned: OwnedT
     throw new WgsplitError('ENVIRONMENT', 'permission denied: wgsplit needs root (CAP_NET_ADMIN) to read and change policy routing');
   }
   if (r.definitive === false) return { supported: r.supported, missing: r.missing };
-  const fresh = state.load();
-  fresh.probe = { key, supported: r.supported, missing: r.missing };
-  state.save(fresh);
+  // Only a cache: a state directory that cannot be written must not fail `diff` or `status`
+  // (a write that matters fails in saveState, before anything is written to the kernel).
+  try {
+    const fresh = state.load();
+    fresh.probe = { key, supported: r.supported, missing: r.missing };
+    state.save(fresh);
+  } catch {
+    /* probed again next time */
+  }
   return { supported: r.supported, missing: r.missing };
 }
 
@@ -171,7 +193,12 @@ export async function applyCommand(
         `\n(rule selectors such as ipproto, dport and uidrange need Linux 4.17+)`,
     );
   }
-  saveState(state, c, cmd, 'after');
+  try {
+    saveState(state, c, cmd, 'after');
+  } catch (e) {
+    // The kernel was written: not "nothing changed" (exit 2), but a partial state (exit 3).
+    throw new WgsplitError('KERNEL', `the kernel was changed, but ${(e as Error).message}`, { cause: e });
+  }
   return { ...c, written: c.plan.ops.length };
 }
 
@@ -307,5 +334,8 @@ function saveState(state: StateStore, c: Computed, cmd: Command, when: 'before' 
   if (when === 'after' && cmd.kind === 'down') for (const k of Object.keys(owned.sysctls)) if (k.split('/')[3] === cmd.iface) delete owned.sysctls[k];
   if (when === 'before' && c.desired.nft) owned.nft = true;
   if (when === 'after' && !c.desired.nft) delete owned.nft;
-  if (JSON.stringify(owned) !== before) state.save(owned as OwnedTables);
+  // Before writing to the kernel the record is saved even when unchanged: a state directory
+  // that cannot be written (read-only /run, a bad WGSPLIT_STATE_DIR) must fail here, while
+  // the kernel is still untouched, not after the writes.
+  if (JSON.stringify(owned) !== before || (when === 'before' && c.plan.ops.length)) state.save(owned as OwnedTables);
 }

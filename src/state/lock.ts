@@ -6,6 +6,7 @@
 import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { WgsplitError } from '../errors.js';
+import { errnoText } from '../profile/readText.js';
 
 function alive(pid: number): boolean {
   try {
@@ -20,8 +21,16 @@ export interface Lock {
   release(): void;
 }
 
+function cannot(path: string, e: unknown): WgsplitError {
+  return new WgsplitError('ENVIRONMENT', `cannot create the lock file ${path}: ${errnoText(e)} (set WGSPLIT_STATE_DIR to a writable directory)`, { cause: e });
+}
+
 export async function acquireLock(path: string, timeoutMs = 10_000): Promise<Lock> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  } catch (e) {
+    throw cannot(path, e);
+  }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -48,7 +57,7 @@ export async function acquireLock(path: string, timeoutMs = 10_000): Promise<Loc
         },
       };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw cannot(path, e);
     }
     let owner = NaN;
     try {

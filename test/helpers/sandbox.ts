@@ -21,6 +21,13 @@ const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 export const SANDBOX_DIR = path.join(REPO_ROOT, 'test', 'sandbox');
 const TOPOLOGY = path.join(SANDBOX_DIR, 'topology.sh');
 const PROBE = path.join(SANDBOX_DIR, 'probe.mjs');
+/**
+ * Scripts other users run. topology.sh `up` installs world-readable copies of them in the
+ * sandbox's state directory, because the checkout itself may be unreadable to anyone but
+ * root (a clone in /root, or under a 0700 `mktemp -d`).
+ */
+const USER_SCRIPTS = ['probe.mjs', 'probe-many.mjs', 'echo.mjs'];
+const STATE_ROOT = '/run/wgsplit-sandbox';
 
 /** Addresses of the topology (see test/sandbox/README.md). */
 export const ADDR = {
@@ -91,6 +98,15 @@ export interface ExecOptions {
   uid?: number;
   /** Kill after this many ms (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Enter only the network namespace (`nsenter --net`), not `ip netns exec`: that one mounts
+   * a fresh sysfs, so /sys/fs/cgroup is empty inside it and cgroup v2 cannot be used.
+   */
+  nsenter?: boolean;
+  /** Run in this cgroup v2 (a directory under the v2 mount, joined as root first); implies nsenter. */
+  cgroup?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
 }
 
 export interface ProbeOptions {
@@ -99,6 +115,8 @@ export interface ProbeOptions {
   timeoutMs?: number;
   /** Source address to bind. */
   bind?: string;
+  /** Probe from a process in this cgroup v2 directory (see ExecOptions.cgroup). */
+  cgroup?: string;
 }
 
 export interface Sandbox {
@@ -109,6 +127,8 @@ export interface Sandbox {
   wgIface: string;
   /** The VPN server's WireGuard interface (in ns.vpn). */
   wgServerIface: string;
+  /** World-readable copies of probe.mjs, probe-many.mjs and echo.mjs (see USER_SCRIPTS). */
+  scriptsDir: string;
   /**
    * Run argv inside a namespace (a Role like 'host' or a full namespace name).
    * Never throws on a non-zero exit; exitCode is -1 if the process could not start or was killed.
@@ -124,10 +144,11 @@ export interface Sandbox {
 
 const ROLES: readonly Role[] = ['host', 'router', 'inet', 'vpn', 'ctr', 'ts'];
 
-async function run(file: string, argv: string[], timeoutMs: number): Promise<ExecResult> {
+async function run(file: string, argv: string[], timeoutMs: number, cwd?: string): Promise<ExecResult> {
   try {
     const { stdout, stderr } = await execFileP(file, argv, {
       encoding: 'utf8',
+      cwd,
       timeout: timeoutMs,
       maxBuffer: 64 * 1024 * 1024,
     });
@@ -155,17 +176,25 @@ export async function createSandbox(prefix: string, opts: { wgIface?: string } =
   const ns = Object.fromEntries(ROLES.map((r) => [r, `${prefix}-${r}`])) as Record<Role, string>;
   const nsName = (n: string): string => (ROLES as readonly string[]).includes(n) ? ns[n as Role] : n;
 
+  const scriptsDir = path.join(STATE_ROOT, prefix, 'bin');
   const exec: Sandbox['exec'] = (n, argv, o = {}) => {
     const asUser =
       o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', '--'];
-    return run('ip', ['netns', 'exec', nsName(n), ...asUser, ...argv], o.timeoutMs ?? 30_000);
+    const env = o.env ? ['env', ...Object.entries(o.env).map(([k, v]) => `${k}=${v}`)] : [];
+    // Another user may not be able to read the checkout, nor enter our working directory:
+    // the sandbox's scripts run from their readable copies, and from /.
+    const readable = o.uid === undefined ? argv : argv.map((a) => (path.dirname(a) === SANDBOX_DIR && USER_SCRIPTS.includes(path.basename(a)) ? path.join(scriptsDir, path.basename(a)) : a));
+    const cwd = o.uid === undefined ? undefined : '/';
+    if (!o.nsenter && !o.cgroup) return run('ip', ['netns', 'exec', nsName(n), ...env, ...asUser, ...readable], o.timeoutMs ?? 30_000, cwd);
+    const join = o.cgroup ? ['sh', '-c', 'echo $$ >"$0/cgroup.procs" && exec "$@"', o.cgroup] : [];
+    return run('nsenter', [`--net=/run/netns/${nsName(n)}`, '--', ...env, ...join, ...asUser, ...readable], o.timeoutMs ?? 30_000, cwd);
   };
 
   const probe: Sandbox['probe'] = async (n, proto, host, port, o = {}) => {
     const timeoutMs = o.timeoutMs ?? 2000;
     const argv = [process.execPath, PROBE, proto, host, String(port), '--timeout', String(timeoutMs)];
     if (o.bind) argv.push('--bind', o.bind);
-    const r = await exec(n, argv, { uid: o.uid, timeoutMs: timeoutMs + 10_000 });
+    const r = await exec(n, argv, { uid: o.uid, timeoutMs: timeoutMs + 10_000, cgroup: o.cgroup });
     const line = r.stdout.trim().split('\n')[0] ?? '';
     if (line) return line;
     return `ERR EPROBE exit ${r.exitCode}: ${r.stderr.trim()}`;
@@ -177,6 +206,7 @@ export async function createSandbox(prefix: string, opts: { wgIface?: string } =
     ns,
     wgIface,
     wgServerIface: `${prefix}s`,
+    scriptsDir,
     exec,
     probe,
     async destroy() {

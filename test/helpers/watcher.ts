@@ -71,6 +71,10 @@ export interface StartOptions {
   args?: string[];
   /** How long to wait for the first reconcile (default 10 s). */
   timeoutMs?: number;
+  /** Enter the namespace with `nsenter --net` (keeps /sys/fs/cgroup; see ExecOptions.nsenter). */
+  nsenter?: boolean;
+  /** Extra environment variables for the daemon. */
+  env?: Record<string, string>;
 }
 
 /** PID -> start time (field 22 of /proc/PID/stat), or undefined if gone or a zombie. */
@@ -122,13 +126,14 @@ export const isConverged = (l: LogLine) => l.msg === 'converged';
 export const isRun = (l: LogLine) => l.msg === 'converged' || l.msg === 'in sync';
 
 export async function startWatcher(sb: Sandbox, run: WgsplitRunner, configDir: string, opts: StartOptions = {}): Promise<WatcherProc> {
+  const enter = opts.nsenter ? ['nsenter', `--net=/run/netns/${sb.ns.host}`, '--'] : ['ip', 'netns', 'exec', sb.ns.host];
   const argv = [
-    'netns', 'exec', sb.ns.host,
-    'env', `WGSPLIT_STATE_DIR=${run.stateDir}`,
+    ...enter.slice(1),
+    'env', `WGSPLIT_STATE_DIR=${run.stateDir}`, ...Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
     process.execPath, CLI, '--config', configDir,
     'watch', '--log-json', '--log-level', 'debug', '--resync', '0', ...(opts.args ?? []),
   ];
-  const child: ChildProcess = spawn('ip', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(enter[0], argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error('could not start wgsplit watch');
   const pid = child.pid;
   const lines: LogLine[] = [];

@@ -25,13 +25,14 @@ export interface WgsplitRunner {
  * A runner bound to one sandbox. Each runner gets its own WGSPLIT_STATE_DIR, so a test
  * file never reads or leaves ownership records in the machine's /run/wgsplit.
  */
-export function wgsplitRunner(sb: Sandbox): WgsplitRunner {
+export function wgsplitRunner(sb: Sandbox, how: { nsenter?: boolean; env?: Record<string, string> } = {}): WgsplitRunner {
   const stateDir = mkdtempSync(path.join(tmpdir(), `wgsplit-state-${sb.prefix}-`));
+  const env = Object.entries(how.env ?? {}).map(([k, v]) => `${k}=${v}`);
   const run = ((configDir, args, opts = {}) =>
     sb.exec(
       opts.ns ?? 'host',
-      ['env', `WGSPLIT_STATE_DIR=${stateDir}`, process.execPath, CLI, '--config', configDir, ...args],
-      { uid: opts.uid },
+      ['env', `WGSPLIT_STATE_DIR=${stateDir}`, ...env, process.execPath, CLI, '--config', configDir, ...args],
+      { uid: opts.uid, nsenter: how.nsenter },
     )) as WgsplitRunner;
   run.stateDir = stateDir;
   run.cleanup = () => rmSync(stateDir, { recursive: true, force: true });

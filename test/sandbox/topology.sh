@@ -171,8 +171,14 @@ up() {
   down
   trap 'FAIL_LINE=$LINENO' ERR
   trap on_exit EXIT
-  mkdir -p "$STATE"
+  # 0755 whatever the umask: other users must be able to reach $STATE/bin (below).
+  install -d -m 0755 "$STATE_ROOT" "$STATE" "$STATE/bin"
   echo "$WG" >"$STATE/wg_iface"
+  # Tests run probes as other users (setpriv --reuid=1000), who may not be able to read the
+  # checkout at all: a clone in /root or under a `mktemp -d` sits in a 0700 directory. So
+  # the scripts any user may run get world-readable copies here, removed with the rest by
+  # `down`. Nothing in them is secret; the keys next to them stay 0600.
+  install -m 0644 "$HERE/probe.mjs" "$HERE/probe-many.mjs" "$HERE/echo.mjs" "$STATE/bin/"
 
   # wireguard-go's control socket /var/run/wireguard/NAME.sock is shared by every
   # namespace: a second daemon with a name already in use exits ("unix socket in use").

@@ -233,7 +233,7 @@ test('loadProfileFiles reports the problems of every file at once, and the clash
     t.is(err!.code, 'PROFILE');
     const lines = err!.problems.map(formatProblem);
     t.true(lines.some((l) => l.startsWith(join(dir, 'c.toml') + ':4:1: unknown key "exlcude"')));
-    t.true(lines.some((l) => l.startsWith(join(dir, 'missing.toml') + ':1:1: cannot read: ENOENT')));
+    t.true(lines.some((l) => l.startsWith(join(dir, 'missing.toml') + ':1:1: cannot read: does not exist (ENOENT)')));
     t.true(lines.some((l) => l.startsWith(join(dir, 'b.toml') + ':1:1: table 10086 (the default) is also used by profile "a"')));
     t.is(lines.length, 4, lines.join('\n'));
   } finally {

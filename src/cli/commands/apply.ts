@@ -2,6 +2,7 @@
 import { loadProfileDir } from '../../profile/load.js';
 import { applyCommand, computePlan, preflight, type Command } from '../../reconcile/reconcile.js';
 import { renderPlan, summary } from '../../plan/render.js';
+import { isNftOp } from '../../plan/plan.js';
 import type { Context } from '../context.js';
 import type { Profile } from '../../profile/types.js';
 import { formatProblem, WgsplitError } from '../../errors.js';
@@ -28,8 +29,9 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
   }
   const kernel = await ctx.kernel();
   try {
+    const state = await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`));
     if (ctx.args.dryRun) {
-      const c = await computePlan(kernel, ctx.state(), profiles, cmd);
+      const c = await computePlan(kernel, state, profiles, cmd);
       preflight(c);
       if (cmd.kind !== 'down') for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
       const text = renderPlan(c.plan, { colour: ctx.args.colour, full: ctx.args.full });
@@ -49,7 +51,7 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
     const lock = await acquireLock(ctx.lockPath ?? lockFilePath());
     let r;
     try {
-      r = await applyCommand(kernel, ctx.state(), profiles, cmd, progress);
+      r = await applyCommand(kernel, state, profiles, cmd, progress);
     } finally {
       lock.release();
     }
@@ -59,7 +61,8 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
       const s = summary(r.plan);
       const ms = (performance.now() - started).toFixed(0);
       const counts = [s.add && `${s.add} added`, s.replace && `${s.replace} replaced`, s.delete && `${s.delete} removed`].filter(Boolean).join(', ');
-      const what = r.written === 0 ? 'already in sync, nothing written' : `${counts} (rules and routes)`;
+      const kinds = [...new Set(r.plan.ops.map((o) => (isNftOp(o) ? 'nft objects' : o.kind === 'sysctl' ? 'sysctls' : `${o.kind}s`)))];
+      const what = r.written === 0 ? 'already in sync, nothing written' : `${counts} (${kinds.join(', ')})`;
       const profilesText = cmd.kind === 'down' ? '' : ` (${[...new Set(r.desired.units.map((u) => u.profile.name))].join(', ') || 'no profiles'})`;
       ctx.out(`wgsplit: ${label}${profilesText}: ${what} in ${ms} ms\n`);
     }

@@ -9,7 +9,7 @@ export async function diffCommand(ctx: Context): Promise<number> {
   const { profiles } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
-    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
+    const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
     const inSync = c.plan.ops.length === 0 && c.desired.errors.length === 0;
     if (ctx.args.json) {
       ctx.out(JSON.stringify({ inSync, errors: c.desired.errors, warnings: c.desired.warnings, ops: c.plan.ops }, null, 1) + '\n');

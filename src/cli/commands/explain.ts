@@ -4,7 +4,10 @@ import { explain, ipprotoOf, markFor, tableName, type ExplainQuery } from '../..
 import { parseAddress } from '../../model/prefix.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
+import { getentUser } from '../../profile/users.js';
 import type { Context } from '../context.js';
+import { parseCgroupPath } from '../../model/cgroup.js';
+import { procCgroup, procEuid } from '../../kernel/cgroup.js';
 
 export async function explainCommand(ctx: Context): Promise<number> {
   const dst = ctx.args.positionals[0];
@@ -12,12 +15,30 @@ export async function explainCommand(ctx: Context): Promise<number> {
   if (!a || dst.includes('/')) throw new WgsplitError('USAGE', `"${dst}" is not an IPv4 or IPv6 address (explain asks about one destination; no DNS lookups)`);
   const o = ctx.args.explain;
   if (o.from !== undefined && parseAddress(o.from)?.family !== a.family) throw new WgsplitError('USAGE', `--from ${o.from} is not an IPv${a.family} address`);
-  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid: o.uid, from: o.from };
+  let app: string | undefined;
+  let uid = o.uid;
+  if (o.user !== undefined) {
+    const u = getentUser(o.user);
+    if (u === undefined) throw new WgsplitError('USAGE', `--uid ${o.user}: unknown user (getent passwd ${o.user} finds no such user)`);
+    if ('error' in u) throw new WgsplitError('ENVIRONMENT', `--uid ${o.user}: cannot look up the user: ${u.error}`);
+    uid = u.uid;
+  }
+  if (o.pid !== undefined) {
+    app = procCgroup(o.pid);
+    if (app === undefined) throw new WgsplitError('USAGE', `--pid ${o.pid}: no such process, or it has no cgroup v2 (no "0::" line in /proc/${o.pid}/cgroup)`);
+    // Its sockets carry its effective uid (meta skuid, uidrange) unless --uid says otherwise.
+    uid ??= procEuid(o.pid);
+  } else if (o.app !== undefined) {
+    const r = parseCgroupPath(o.app);
+    if (!r.ok) throw new WgsplitError('USAGE', `--app: ${r.reason}`);
+    app = r.path;
+  }
+  const q: ExplainQuery = { family: a.family, dst, proto: o.proto, dport: o.dport, sport: o.sport, uid, from: o.from, app };
   const { profiles } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
     if (!kernel.lookup) throw new WgsplitError('ENVIRONMENT', 'this kernel port cannot look up routes');
-    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
+    const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
     const marked = markFor(c.desired.units, q, c.allFacts);
     const result = await kernel.lookup({ family: q.family, dst, ipproto: ipprotoOf(q), dport: q.dport, sport: q.sport, uid: q.uid, from: q.from, mark: marked?.profile.fwmark });
     const e = explain(q, c.desired.units, c.allFacts, result, marked);

@@ -18,7 +18,7 @@ export async function exportCommand(ctx: Context): Promise<number> {
   const kernel = await ctx.kernel();
   try {
     // No plan cache: export renders every route from the profiles, not from the kernel.
-    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' }, { noCache: true });
+    const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' }, { noCache: true });
     for (const e of c.desired.errors) ctx.err(`wgsplit: warning: ${e}\n`);
     for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
     const ops = diff(c.desired, { rules: [], routes: [], nft: { present: false, chains: [], sets: [], rules: [] }, sysctls: {} }, new Set()).ops;

@@ -13,7 +13,7 @@ export async function status(ctx: Context): Promise<number> {
   const { profiles, dir } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
-    const c = await computePlan(kernel, ctx.state(), profiles, { kind: 'apply' });
+    const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
     const stats = unitStats(c.desired.units, c.plan.ops, c.desired.units.some((u) => u.profile.counters && u.nft) ? await kernel.readCounters?.() : undefined);
     const report = profiles.map((p) => {
       const iface = c.facts.get(p.interface);
@@ -72,7 +72,7 @@ export async function status(ctx: Context): Promise<number> {
         const state = where + sync;
         ctx.out(`  ${f.family} (${f.mode} mode): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
         if (f.counters) ctx.out(`    traffic: ${trafficText({ out: f.counters.out ?? undefined, in: f.counters.in ?? undefined }, ctx.isTTY)}\n`);
-        for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked/.test(n)) ctx.out(`    ${n}\n`);
+        for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked|^waiting for cgroup/.test(n)) ctx.out(`    ${n}\n`);
       }
       if (p.nft) {
         const n = p.nft;

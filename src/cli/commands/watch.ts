@@ -1,24 +1,28 @@
 /** `wgsplit watch`: the long-running watcher (see daemon/watch.ts); runs until SIGTERM/SIGINT. */
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { WgsplitError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
 import { Watcher } from '../../daemon/watch.js';
 import { loadProfileDir } from '../../profile/load.js';
+import { WgsplitError } from '../../errors.js';
+import { findIp } from '../../kernel/monitor.js';
 import { lockFilePath } from '../../state/owned.js';
 import type { Context } from '../context.js';
 
 export async function watchCommand(ctx: Context): Promise<number> {
   // Refuse to start on a broken config: a daemon that starts with nothing would remove state.
   loadProfileDir(ctx.args.config);
+  // Without `ip` the event source would fail and be restarted forever: say so once, now.
+  if (!findIp()) throw new WgsplitError('ENVIRONMENT', 'ip (iproute2) is not installed: the watcher reads kernel events from `ip monitor` (apt-get install iproute2)');
   const textfile = ctx.args.metricsTextfile;
   if (textfile && !existsSync(dirname(resolve(textfile)))) throw new WgsplitError('USAGE', `--metrics-textfile ${textfile}: directory ${dirname(resolve(textfile))} does not exist`);
   const log = new Logger({ level: ctx.args.logLevel, json: ctx.args.logJson, journald: !!process.env.JOURNAL_STREAM, write: (l) => ctx.err(l) });
+  const kernel = await ctx.kernel();
   const watcher = new Watcher({
     configDir: ctx.args.config,
     log,
-    kernel: await ctx.kernel(),
-    state: ctx.state(),
+    kernel,
+    state: await ctx.state(kernel, (m) => log.warn(m)),
     lockPath: ctx.lockPath ?? lockFilePath(),
     cleanupOnExit: ctx.args.cleanupOnExit,
     resyncMs: ctx.args.resyncSeconds * 1000,
