@@ -21,6 +21,8 @@ import { renderMetrics, type WatcherStats } from '../metrics/prometheus.js';
 import { unitStats, type UnitStats } from '../metrics/stats.js';
 import { MetricsTextfile } from './metricsFile.js';
 import { counterKey } from '../compile/counters.js';
+import { ruleKey } from '../model/rule.js';
+import { routesFingerprint } from '../plan/diff.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
 import { suspects } from './culprit.js';
@@ -219,7 +221,11 @@ export class Watcher {
       // Only writes that restore the same desired state as the last run undo someone else's
       // change and count as repairs for the rate limit; writes after the desired state itself
       // changed (an address, a link, a docker bridge, an endpoint) adapt to the machine.
-      const u = r.desired.units.map((x) => [x.profile.name, x.family, x.status, x.rules, x.routes]);
+      // In a canonical form: a unit reused from the plan cache holds the rules and routes as
+      // observed (the kernel's order and field order), a compiled one as compile made them;
+      // the same wanted state must hash the same either way, or every cache hit between two
+      // repairs would look like a change and no fight would ever be detected.
+      const u = r.desired.units.map((x) => [x.profile.name, x.family, x.status, x.rules.map(ruleKey).sort(), routesFingerprint(x.routes)]);
       const desired = createHash('sha1')
         .update(JSON.stringify([u, r.desired.nft, r.desired.sysctls], (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))
         .digest('hex');
