@@ -7,11 +7,11 @@ _wgsplit_global_opts='-c --config -q --quiet --debug --no-color --color -h --hel
 
 _wgsplit_command_opts() {
   case $1 in
-    up | down) echo '-n --dry-run' ;;
-    apply) echo '-n --dry-run --full' ;;
-    diff) echo '--json --full' ;;
+    up | down) echo '-n --dry-run --dnsmasq-conf --dnsmasq-reload' ;;
+    apply) echo '-n --dry-run --full --dnsmasq-conf --dnsmasq-reload' ;;
+    diff) echo '--json --full --dnsmasq-conf' ;;
     status | check) echo '--json' ;;
-    watch) echo '--log-level --log-json --cleanup-on-exit --resync --metrics-textfile --metrics-interval' ;;
+    watch) echo '--log-level --log-json --cleanup-on-exit --resync --dnsmasq-conf --dnsmasq-reload --metrics-textfile --metrics-interval' ;;
     explain) echo '-p --proto --dport --sport --uid --from --app --pid --json' ;;
     export) echo '-f --format --family' ;;
     exec) echo '-u --user' ;;
@@ -77,7 +77,13 @@ _wgsplit() {
       COMPREPLY=($(compgen -u -- "$cur"))
       return
       ;;
-    --resync | --dport | --sport | --from | --app | --pid | --metrics-interval)
+    --dnsmasq-conf)
+      local IFS=$'\n'
+      COMPREPLY=($(compgen -f -- "$cur"))
+      compopt -o filenames 2>/dev/null
+      return
+      ;;
+    --resync | --dport | --sport | --from | --app | --pid | --dnsmasq-reload | --metrics-interval)
       COMPREPLY=()
       return
       ;;
@@ -107,7 +113,7 @@ _wgsplit() {
       continue
     fi
     case $w in
-      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --app | --pid | -u | --user | --metrics-textfile | --metrics-interval)
+      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --app | --pid | -u | --user | --dnsmasq-conf | --dnsmasq-reload | --metrics-textfile | --metrics-interval)
         skip=1
         ;;
       --)

@@ -7,6 +7,7 @@ import { USER_NAME } from '../profile/users.js';
 import { IFNAME } from '../model/constants.js';
 
 const MAX_RESYNC_S = 2147483;
+import { DEFAULT_DNSMASQ_CONF, DEFAULT_DNSMASQ_RELOAD, type DnsmasqConfig } from '../dnsmasq/dnsmasq.js';
 
 export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'exec', 'metrics', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -32,6 +33,8 @@ export interface Args {
   exec?: { profile: string; user?: string; command: string[] };
   format: 'ip' | 'nft' | 'json';
   family?: 4 | 6;
+  /** the dnsmasq drop-in and reload command (include_domains / exclude_domains) */
+  dnsmasq: DnsmasqConfig;
   /** watch: write the metrics to this file (node_exporter textfile collector), at most every metricsIntervalSeconds */
   metricsTextfile?: string;
   metricsIntervalSeconds: number;
@@ -62,19 +65,21 @@ const OPTIONS = {
   user: { type: 'string', short: 'u' },
   app: { type: 'string' },
   pid: { type: 'string' },
+  'dnsmasq-conf': { type: 'string' },
+  'dnsmasq-reload': { type: 'string' },
   'metrics-textfile': { type: 'string' },
   'metrics-interval': { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
 const ALLOWED: Record<CommandName, string[]> = {
-  up: ['dry-run'],
-  down: ['dry-run'],
-  apply: ['dry-run', 'full'],
-  diff: ['json', 'full'],
+  up: ['dry-run', 'dnsmasq-conf', 'dnsmasq-reload'],
+  down: ['dry-run', 'dnsmasq-conf', 'dnsmasq-reload'],
+  apply: ['dry-run', 'full', 'dnsmasq-conf', 'dnsmasq-reload'],
+  diff: ['json', 'full', 'dnsmasq-conf'],
   status: ['json'],
   check: ['json'],
-  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'metrics-textfile', 'metrics-interval'],
+  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'dnsmasq-conf', 'dnsmasq-reload', 'metrics-textfile', 'metrics-interval'],
   explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from', 'app', 'pid'],
   export: ['format', 'family'],
   exec: ['user'],
@@ -154,6 +159,10 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   const family = v.family === undefined ? undefined : v.family === '4' || v.family === 'ipv4' ? 4 : v.family === '6' || v.family === 'ipv6' ? 6 : NaN;
   if (Number.isNaN(family)) throw new WgsplitError('USAGE', `--family must be 4 or 6 (got "${v.family}")`);
   if (!v.help && command === 'export' && rest.length) throw new WgsplitError('USAGE', `"export" takes no arguments (got ${rest.join(' ')})`);
+  const dnsmasqConf = (v['dnsmasq-conf'] as string | undefined) ?? env.WGSPLIT_DNSMASQ_CONF ?? DEFAULT_DNSMASQ_CONF;
+  if (!dnsmasqConf.startsWith('/') || dnsmasqConf.endsWith('/')) throw new WgsplitError('USAGE', `--dnsmasq-conf takes an absolute file path (got "${dnsmasqConf}")`);
+  const dnsmasqReload = (v['dnsmasq-reload'] as string | undefined) ?? env.WGSPLIT_DNSMASQ_RELOAD ?? DEFAULT_DNSMASQ_RELOAD;
+  if (!dnsmasqReload.trim()) throw new WgsplitError('USAGE', '--dnsmasq-reload must not be empty (use "true" to run nothing)');
   // no-color.org: NO_COLOR set to a non-empty value turns colours off.
   const colourEnv = !env.NO_COLOR && env.TERM !== 'dumb';
   return {
@@ -176,6 +185,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     exec,
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
+    dnsmasq: { conf: dnsmasqConf, reload: dnsmasqReload, binary: env.WGSPLIT_DNSMASQ || undefined },
     metricsTextfile: v['metrics-textfile'] as string | undefined,
     metricsIntervalSeconds: Number(intervalText),
   };

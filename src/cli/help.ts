@@ -20,7 +20,8 @@ Commands:
       --metrics-textfile FILE  write the metrics to FILE (atomically, for
                         node_exporter's textfile collector) after each reconcile
       --metrics-interval SECONDS  and every SECONDS in between (default 10)
-  explain DEST          which way a packet to DEST goes, and why (asks the kernel)
+  explain DEST          which way a packet to DEST (an address, or a name: resolved,
+                        each address explained with its domain sets) goes, and why
   -p, --proto P         tcp, udp or icmp
       --dport N, --sport N, --uid N|USER, --from ADDR
       --app CGROUP      the sending application's cgroup v2 path (profiles with apps)
@@ -37,6 +38,12 @@ Commands:
 Options:
   -c, --config DIR      profile directory (default /etc/wgsplit, or $WGSPLIT_CONFIG)
   -n, --dry-run         print the plan, change nothing (up, down, apply)
+      --dnsmasq-conf FILE   dnsmasq drop-in for include_domains / exclude_domains
+                        (up, down, apply, watch; default /etc/dnsmasq.d/wgsplit.conf,
+                        or $WGSPLIT_DNSMASQ_CONF)
+      --dnsmasq-reload CMD  run when dnsmasq must re-read it or drop its cache
+                        (default systemctl try-restart dnsmasq.service, or
+                        $WGSPLIT_DNSMASQ_RELOAD)
       --json            machine-readable output (diff, status, check, explain)
       --full            list every route instead of counting large groups (diff, apply)
   -q, --quiet           print only warnings and errors

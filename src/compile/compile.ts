@@ -36,6 +36,8 @@ import { fwmarkObjects } from './nftFwmark.js';
 import { appsObjects, appsUnavailable, waitingCgroups } from './apps.js';
 import { hasApps } from '../profile/apps.js';
 import { mergeUnitsNft } from './nftMerge.js';
+import { domainObjects, mergeFeeds } from './nftDomains.js';
+import { hasDomains } from '../profile/marks.js';
 import { withCounters } from './counters.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
@@ -50,7 +52,8 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       continue;
     }
     for (const x of f.cgroups && hasApps(p) ? waitingCgroups(p, f.cgroups) : []) out.warnings.push(`profile ${p.name}: waiting for cgroup ${x}: it does not exist (yet); its traffic is matched once it does`);
-    const cached = reuse?.(p);
+    // A domain profile's units carry the drop-in's input (feeds), which the plan cache does not keep.
+    const cached = hasDomains(p) ? undefined : reuse?.(p);
     if (cached) out.units.push(...cached);
     else compileProfile(p, f, out);
   }
@@ -66,6 +69,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
   out.nft = mergeUnitsNft(out.units);
+  out.domainFeeds = mergeFeeds(out.units);
   out.sysctls = rpFilterNeeds(out, f);
   return out;
 }
@@ -100,13 +104,15 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * Every nft-using feature adds its condition here (traffic counters: compile/counters.ts).
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p);
+  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p);
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
 export function modeOf(p: Profile, f: Facts): 'rule' | 'fwmark' {
   if (p.mode !== 'auto') return p.mode;
   if (hasApps(p)) return 'fwmark'; // applications are told apart by nftables only
+  // Names' addresses are learned at run time into sets: only a mark can match them.
+  if (hasDomains(p)) return 'fwmark';
   return f.ruleSelectors.supported ? 'rule' : 'fwmark';
 }
 
@@ -164,6 +170,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   const connected = f.connected;
   const mode = modeOf(p, f);
   if (p.mode === 'auto' && hasApps(p)) notes.push('mode fwmark (apps: applications are matched by their cgroup in nftables)');
+  else if (p.mode === 'auto' && hasDomains(p)) notes.push('mode fwmark (auto: include_domains / exclude_domains are matched by nftables sets dnsmasq fills)');
   else if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
   const src = iface.addresses[family][0];
   const metric = ROUTE_METRIC[family];
@@ -249,7 +256,7 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
   if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
-  const rules: RuleSpec[] = includes.length
+  const rules: RuleSpec[] = includes.length || p.includeDomains.length
     ? [{ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask }]
     : [];
   const input = {
@@ -265,6 +272,11 @@ function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: '
     include: includes,
     exclude: throws,
   };
+  // (apps and domains in one profile are refused by parse.ts)
+  if (hasDomains(p)) {
+    const d = domainObjects({ ...input, includeDomains: p.includeDomains, excludeDomains: p.excludeDomains });
+    return { profile: p, family, status, mode: 'fwmark', rules, routes, notes, nft: d.nft, feeds: d.feeds };
+  }
   const apps = hasApps(p) && f.cgroups;
   if (apps) for (const x of waitingCgroups(p, apps)) notes.push(`waiting for cgroup ${x}: it does not exist (yet)`);
   const nft = apps ? appsObjects(input, p, apps) : fwmarkObjects(input);

@@ -4,6 +4,7 @@ import type { RouteSpec } from '../model/route.js';
 import type { RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { NftState } from '../model/nft.js';
+import type { DomainFeed } from './nftDomains.js';
 
 export type UnitStatus =
   | 'active' // the interface is up with an address in this family: everything as listed
@@ -20,6 +21,8 @@ export interface Unit {
   mode: 'rule' | 'fwmark';
   /** this unit's objects in wgsplit's nftables table (fwmark marks, masquerade, ...) */
   nft?: NftState;
+  /** include_domains / exclude_domains: which of this unit's sets dnsmasq fills with which names */
+  feeds?: DomainFeed[];
   rules: RuleSpec[];
   routes: RouteSpec[];
   /** why this family is what it is, for status/explain */
@@ -35,6 +38,8 @@ export interface Desired {
   units: Unit[];
   /** every object of the `inet wgsplit` table, merged from the units; undefined when none */
   nft?: NftState;
+  /** the domain sets of the installed units and their names: the dnsmasq drop-in (src/dnsmasq/) */
+  domainFeeds?: DomainFeed[];
   /** sysctls (path under /proc/sys) and the value they must have */
   sysctls?: { path: string; value: number; why: string }[];
   /** problems that make applying impossible (e.g. families = ["ipv6"] but no IPv6 address) */

@@ -25,6 +25,7 @@ import { ruleKey } from '../model/rule.js';
 import { routesFingerprint } from '../plan/diff.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
+import type { DnsmasqPort } from '../dnsmasq/dnsmasq.js';
 import { suspects } from './culprit.js';
 import { CgroupWatch } from './cgroupWatch.js';
 import { cgroupPathsOf } from '../compile/apps.js';
@@ -43,6 +44,8 @@ export interface WatchOptions {
   scheduler?: SchedulerOptions;
   /** how often to look at WireGuard endpoints of UDP profiles' interfaces (0: never) */
   endpointPollMs?: number;
+  /** the dnsmasq drop-in and reload (include_domains / exclude_domains) */
+  dnsmasq?: DnsmasqPort;
   /** write the metrics here (node_exporter textfile), after each reconcile and every metricsIntervalMs */
   metricsTextfile?: string;
   metricsIntervalMs?: number;
@@ -200,7 +203,7 @@ export class Watcher {
     const started = performance.now();
     const lock = await acquireLock(this.o.lockPath);
     try {
-      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true });
+      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq });
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       const reasons = [...new Set(triggers.map((t) => t.reason))];
       const fields = {
@@ -209,6 +212,7 @@ export class Watcher {
         apply_ms: +(performance.now() - started).toFixed(1),
       };
       for (const e of r.desired.errors) this.o.log.error(e);
+      if (r.dnsmasq?.reloaded) this.o.log.info(r.dnsmasq.reloaded === 'config' ? 'dnsmasq drop-in changed, reloaded dnsmasq' : 'domain sets created empty, reloaded dnsmasq to drop its cache', { conf: r.dnsmasq.conf });
       if (r.written) {
         const counts = new Map<string, number>();
         for (const o of r.plan.ops) {
@@ -329,7 +333,7 @@ export class Watcher {
     if (this.o.cleanupOnExit) {
       const lock = await acquireLock(this.o.lockPath);
       try {
-        const r = await applyCommand(this.o.kernel, this.o.state, [], { kind: 'apply' }, undefined, { lenient: true });
+        const r = await applyCommand(this.o.kernel, this.o.state, [], { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq });
         this.o.log.info('cleaned up on exit', { removed: r.written });
       } finally {
         lock.release();

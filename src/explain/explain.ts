@@ -92,8 +92,14 @@ function included(u: Unit, family: Family, addr: bigint): boolean {
   return u.profile.include.some((s) => s.prefixes.some((p) => containsAddress(p, family, addr)));
 }
 
+/**
+ * Which domain set of a unit holds an address dnsmasq learned (include_domains /
+ * exclude_domains), read from the kernel's sets by the caller; undefined: none.
+ */
+export type Learned = (u: Unit, family: Family, dst: string) => { which: 'include' | 'exclude'; set: string } | undefined;
+
 /** Selector-level verdict of one unit for the query (protocol, ports, uid, source). */
-export function judge(u: Unit, q: ExplainQuery, facts: Facts): ProfileVerdict {
+export function judge(u: Unit, q: ExplainQuery, facts: Facts, learned?: Learned): ProfileVerdict {
   const base = { profile: u.profile.name, mode: u.mode };
   const p = u.profile;
   if (p.protocols && (!q.proto || !p.protocols.includes(q.proto))) return { ...base, matches: false, reason: `protocol ${q.proto ?? '(any)'} is not in ${p.protocols.join(', ')}` };
@@ -103,9 +109,14 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts): ProfileVerdict {
   const appWhy = appRefusal(p, q.app, facts.cgroups);
   if (appWhy) return { ...base, matches: false, reason: appWhy };
   const addr = parseAddress(q.dst)!.addr;
-  if (!included(u, q.family, addr)) return { ...base, matches: false, reason: `${q.dst} is not in the profile's include` };
+  const dom = learned?.(u, q.family, q.dst);
+  if (!included(u, q.family, addr) && dom?.which !== 'include') {
+    const names = u.profile.includeDomains.length ? ` and not in set ${u.feeds?.find((f) => f.set.endsWith('_include_domains'))?.set} (no DNS answer for ${u.profile.includeDomains.join(', ')} through dnsmasq gave it)` : '';
+    return { ...base, matches: false, reason: `${q.dst} is not in the profile's include${names}` };
+  }
   const ex = exclusionReason(u, facts, q.family, addr);
   if (ex) return { ...base, matches: false, reason: ex };
+  if (dom?.which === 'exclude') return { ...base, matches: false, reason: `${q.dst} is in set ${dom.set}, learned from a DNS answer for exclude_domains (${u.profile.excludeDomains.join(', ')}): stays direct` };
   if (q.from && u.mode === 'rule') {
     const own = (facts.interfaces.get(p.interface)?.addresses[q.family] ?? []).includes(q.from);
     const unspecified = q.from === '0.0.0.0' || q.from === '::';
@@ -115,20 +126,20 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts): ProfileVerdict {
 }
 
 /** The first fwmark unit (by priority) whose nftables rule would mark this packet. */
-export function markFor(units: Unit[], q: ExplainQuery, facts: Facts): Unit | undefined {
+export function markFor(units: Unit[], q: ExplainQuery, facts: Facts, learned?: Learned): Unit | undefined {
   return units
     .filter((u) => u.mode === 'fwmark' && u.family === q.family && (u.status === 'active' || u.status === 'down'))
     .sort((a, b) => a.profile.priority - b.profile.priority)
-    .find((u) => judge(u, q, facts).matches);
+    .find((u) => judge(u, q, facts, learned).matches);
 }
 
 export function ipprotoOf(q: ExplainQuery): number | undefined {
   return q.proto ? IPPROTO[q.proto][q.family] : undefined;
 }
 
-export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: LookupResult, marked?: Unit): Explanation {
+export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: LookupResult, marked?: Unit, learned?: Learned): Explanation {
   const mine = units.filter((u) => u.family === q.family && u.status !== 'absent' && u.status !== 'stopped').sort((a, b) => a.profile.priority - b.profile.priority);
-  const profiles = mine.map((u) => judge(u, q, facts));
+  const profiles = mine.map((u) => judge(u, q, facts, learned));
   const byTable = mine.find((u) => u.profile.table === result.table);
   const what = [q.proto, q.dport !== undefined && `dport ${q.dport}`, q.uid !== undefined && `uid ${q.uid}`].filter(Boolean).join(' ');
   const head = `${q.dst}${what ? ' ' + what : ''}`;

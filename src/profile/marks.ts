@@ -9,5 +9,10 @@ import { hasApps } from './apps.js';
 import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
-  return p.mode === 'fwmark' || hasApps(p);
+  return p.mode === 'fwmark' || hasApps(p) || hasDomains(p);
+}
+
+/** Profiles with include_domains / exclude_domains match destinations by nftables sets dnsmasq fills. */
+export function hasDomains(p: Pick<Profile, 'includeDomains' | 'excludeDomains'>): boolean {
+  return (p.includeDomains?.length ?? 0) > 0 || (p.excludeDomains?.length ?? 0) > 0;
 }

@@ -11,6 +11,7 @@ import type { Range } from '../model/rule.js';
 import { parseApps } from './apps.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
+import { parseDomainLists } from './domains.js';
 import type { PrefixSource, Profile, Protocol } from './types.js';
 import { USER_NAME, type UserResolver } from './users.js';
 
@@ -117,8 +118,9 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
   }
 
   const families = parseFamilies(raw.families, at, atValue);
-  // include_files alone means "only these": the everything-default applies when neither is set.
-  const include = parsePrefixList('include', raw.include ?? (raw.include_files ? [] : ['0.0.0.0/0', '::/0']), raw.include !== undefined, at);
+  // include_files (or include_domains) alone means "only these": the everything-default
+  // applies when none is set.
+  const include = parsePrefixList('include', raw.include ?? (raw.include_files || raw.include_domains ? [] : ['0.0.0.0/0', '::/0']), raw.include !== undefined, at);
   for (const key of ['include_files', 'exclude_files'] as const) {
     (raw[key] ?? []).forEach((f, i) => {
       if (!f || f.includes('\0')) at(`${key}[${i}]: not a file name`, key, i);
@@ -150,6 +152,13 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
 
   const { apps, excludeApps } = parseApps(raw, at, atValue);
+  const domains = parseDomainLists(raw.include_domains, raw.exclude_domains, (m, key, i) => (i === undefined ? atValue(m, key) : at(m, key, i)));
+  if ((domains.include.length || domains.exclude.length) && mode === 'rule') {
+    atValue('mode = "rule" cannot match include_domains / exclude_domains: their addresses are learned at run time into nftables sets and matched by mark; remove mode (auto) or use "fwmark"', 'mode');
+  }
+  if ((domains.include.length || domains.exclude.length) && (apps !== undefined || excludeApps !== undefined)) {
+    atValue('apps / exclude_apps and include_domains / exclude_domains cannot be combined in one profile yet; use two profiles (each with its own table, priority and fwmark)', raw.include_domains ? 'include_domains' : 'exclude_domains');
+  }
 
   if (problems.length) return { problems };
   return {
@@ -177,6 +186,8 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
       description: raw.description,
       ...(apps !== undefined && { apps }),
       ...(excludeApps !== undefined && { excludeApps }),
+      includeDomains: domains.include,
+      excludeDomains: domains.exclude,
       counters: raw.counters ?? true,
     },
   };

@@ -30,6 +30,8 @@ export const profileSchema = z
     description: z.string().optional(),
     apps: stringList.optional(),
     exclude_apps: stringList.optional(),
+    include_domains: stringList.optional(),
+    exclude_domains: stringList.optional(),
     counters: z.boolean().optional(),
   })
   .strict();

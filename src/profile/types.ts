@@ -45,6 +45,12 @@ export interface Profile {
   apps?: string[];
   /** cgroup v2 paths whose processes' traffic this profile leaves alone */
   excludeApps?: string[];
+  /**
+   * Domain names (lower case, no trailing dot) whose DNS answers dnsmasq adds to wgsplit's
+   * nftables sets (nftset=); a name covers its subdomains. include: diverted; exclude: direct.
+   */
+  includeDomains: string[];
+  excludeDomains: string[];
   /** per-profile traffic counters in wgsplit's nft table (compile/counters.ts) */
   counters: boolean;
   /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */

@@ -7,7 +7,7 @@ import type { Problem } from '../errors.js';
 import type { Family } from '../model/prefix.js';
 import { locateValue, locate } from './locate.js';
 import type { Profile } from './types.js';
-import { usesMarks } from './marks.js';
+import { hasDomains, usesMarks } from './marks.js';
 import { hasApps } from './apps.js';
 
 export function validateSet(profiles: Profile[], texts: Map<string, string>): Problem[] {
@@ -42,8 +42,13 @@ export function validateSet(profiles: Profile[], texts: Map<string, string>): Pr
     const first = marks.get(p.fwmark);
     if (first) {
       const text = texts.get(p.file) ?? '';
-      const pos = where(p, /^\s*fwmark\s*=/m.test(text) ? 'fwmark' : /^\s*mode\s*=/m.test(text) || !hasApps(p) ? 'mode' : p.apps ? 'apps' : 'exclude_apps');
-      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode (or apps) profile its own fwmark` });
+      const key = /^\s*fwmark\s*=/m.test(text)
+        ? 'fwmark'
+        : /^\s*mode\s*=/m.test(text) || (!hasApps(p) && !hasDomains(p))
+          ? 'mode'
+          : (['apps', 'exclude_apps', 'include_domains', 'exclude_domains'].find((k) => new RegExp(`^\\s*${k}\\s*=`, 'm').test(text)) ?? 'mode');
+      const pos = where(p, key);
+      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode profile (and each with apps or include_domains / exclude_domains) its own fwmark` });
     } else marks.set(p.fwmark, p);
   }
   return problems;

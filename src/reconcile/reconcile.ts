@@ -19,6 +19,8 @@ import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
 import { rememberPlans, reuser } from './planCache.js';
 import { WG_MISSING } from '../kernel/wg.js';
+import type { DnsmasqPort, DnsmasqSync } from '../dnsmasq/dnsmasq.js';
+import { cacheStale, renderDropin } from '../dnsmasq/dropin.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -70,7 +72,9 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
     const others = profiles.filter((p) => !selected.includes(p));
     const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
     for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
-    desired.nft = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, cgroups })).nft;
+    const all = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, cgroups }));
+    desired.nft = all.nft;
+    desired.domainFeeds = all.domainFeeds;
   }
   // sysctls: only those of the selected profiles' interfaces are in scope for up/down.
   const sysPaths = [...new Set([...(desired.sysctls ?? []).map((x) => x.path), ...Object.keys(changedSysctls)])].filter(
@@ -135,6 +139,8 @@ export function preflight(c: Computed, lenient = false): void {
 
 export interface ApplyResult extends Computed {
   written: number;
+  /** what happened to the dnsmasq drop-in (when a dnsmasq port was given) */
+  dnsmasq?: DnsmasqSync;
 }
 
 /**
@@ -148,10 +154,14 @@ export async function applyCommand(
   profiles: Profile[],
   cmd: Command,
   onProgress?: (done: number, total: number) => void,
-  opts: { lenient?: boolean; retried?: boolean } = {},
+  opts: { lenient?: boolean; retried?: boolean; dnsmasq?: DnsmasqPort } = {},
 ): Promise<ApplyResult> {
   const c = await computePlan(kernel, state, profiles, cmd);
   preflight(c, opts.lenient);
+  // Domain sets are filled by dnsmasq: refuse before writing anything when it cannot. Not
+  // for `down`, which only removes (wg-quick's PostDown must clean up whatever happened).
+  const dropin = renderDropin(c.desired.domainFeeds ?? []);
+  if (dropin && opts.dnsmasq && cmd.kind !== 'down') await opts.dnsmasq.check();
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
   saveState(state, c, cmd, 'before');
   try {
@@ -199,7 +209,9 @@ export async function applyCommand(
     // The kernel was written: not "nothing changed" (exit 2), but a partial state (exit 3).
     throw new WgsplitError('KERNEL', `the kernel was changed, but ${(e as Error).message}`, { cause: e });
   }
-  return { ...c, written: c.plan.ops.length };
+  // The sets exist now: only then is dnsmasq told about them (src/dnsmasq/dnsmasq.ts).
+  const dnsmasq = opts.dnsmasq ? await opts.dnsmasq.sync(dropin, cacheStale(c.desired.domainFeeds ?? [], c.plan.ops)) : undefined;
+  return { ...c, written: c.plan.ops.length, dnsmasq };
 }
 
 /**

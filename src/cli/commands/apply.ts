@@ -8,6 +8,8 @@ import type { Profile } from '../../profile/types.js';
 import { formatProblem, WgsplitError } from '../../errors.js';
 import { acquireLock } from '../../state/lock.js';
 import { lockFilePath } from '../../state/owned.js';
+import { LinuxDnsmasq } from '../../dnsmasq/dnsmasq.js';
+import { isOurs, renderDropin } from '../../dnsmasq/dropin.js';
 
 export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
   let profiles: Profile[];
@@ -28,6 +30,7 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
     ctx.err(`wgsplit: warning: no profile in ${ctx.args.config} uses interface ${cmd.iface}; nothing to do\n`);
   }
   const kernel = await ctx.kernel();
+  const dnsmasq = (ctx.dnsmasq ?? ((c) => new LinuxDnsmasq(c)))(ctx.args.dnsmasq);
   try {
     const state = await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`));
     if (ctx.args.dryRun) {
@@ -36,6 +39,9 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
       if (cmd.kind !== 'down') for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
       const text = renderPlan(c.plan, { colour: ctx.args.colour, full: ctx.args.full });
       ctx.out(text || `wgsplit: ${label}: nothing to do, the kernel already matches\n`);
+      const dropin = renderDropin(c.desired.domainFeeds ?? []);
+      const have = dnsmasq.read();
+      if (dropin !== have && (dropin || isOurs(have))) ctx.out(`dnsmasq: would ${dropin ? `write ${dnsmasq.config.conf} (${dropin.split('\n').filter((l) => l.startsWith('nftset=')).length} nftset lines)` : `remove ${dnsmasq.config.conf}`}, then run: ${dnsmasq.config.reload}\n`);
       return 0;
     }
     const started = performance.now();
@@ -51,7 +57,7 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
     const lock = await acquireLock(ctx.lockPath ?? lockFilePath());
     let r;
     try {
-      r = await applyCommand(kernel, state, profiles, cmd, progress);
+      r = await applyCommand(kernel, state, profiles, cmd, progress, { dnsmasq });
     } finally {
       lock.release();
     }
@@ -65,6 +71,9 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
       const what = r.written === 0 ? 'already in sync, nothing written' : `${counts} (${kinds.join(', ')})`;
       const profilesText = cmd.kind === 'down' ? '' : ` (${[...new Set(r.desired.units.map((u) => u.profile.name))].join(', ') || 'no profiles'})`;
       ctx.out(`wgsplit: ${label}${profilesText}: ${what} in ${ms} ms\n`);
+      const d = r.dnsmasq;
+      if (d?.written) ctx.out(`wgsplit: dnsmasq drop-in ${d.conf} ${renderDropin(r.desired.domainFeeds ?? []) ? 'updated' : 'removed'}; ran: ${dnsmasq.config.reload}\n`);
+      else if (d?.reloaded === 'cache') ctx.out(`wgsplit: domain sets were created empty; ran: ${dnsmasq.config.reload} (dnsmasq must drop its cache)\n`);
     }
     return 0;
   } finally {

@@ -41,6 +41,11 @@ export async function status(ctx: Context): Promise<number> {
           };
         }),
         nft: nftPart(p.name, units, c.plan.ops),
+        // include_domains / exclude_domains: what dnsmasq has learned so far, per set.
+        domains: units
+          .filter((u) => u.status === 'active' || u.status === 'down')
+          .flatMap((u) => u.feeds ?? [])
+          .map((f) => ({ set: f.set, names: f.domains, learned: c.observed.nft?.sets.find((s) => s.name === f.set)?.elements.length ?? 0 })),
       };
     });
     const orphans = c.plan.ops.filter((o) => o.op === 'delete' && !o.profile).length;
@@ -79,6 +84,7 @@ export async function status(ctx: Context): Promise<number> {
         const sync = n.drift === 0 ? 'in sync' : `DRIFT (${n.drift} difference${n.drift > 1 ? 's' : ''}; see wgsplit diff)`;
         ctx.out(`  nftables (table inet wgsplit): ${n.rules.length} rule${n.rules.length === 1 ? '' : 's'} (${n.parts.join(', ')}), ${n.sets} set${n.sets === 1 ? '' : 's'} with ${n.elements} element${n.elements === 1 ? '' : 's'}, ${sync}\n`);
       }
+      for (const d of p.domains) ctx.out(`  set ${d.set}: ${d.learned} address${d.learned === 1 ? '' : 'es'} learned by dnsmasq for ${d.names.join(', ')}\n`);
     }
     const tableDrift = c.plan.ops.filter((o) => isNftOp(o) && (!o.profile || o.profile === 'wgsplit')).length;
     if (tableDrift) ctx.out(`nftables: table inet wgsplit: DRIFT (${tableDrift} difference${tableDrift > 1 ? 's' : ''} in objects of no profile; see wgsplit diff)\n`);

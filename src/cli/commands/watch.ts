@@ -8,6 +8,7 @@ import { WgsplitError } from '../../errors.js';
 import { findIp } from '../../kernel/monitor.js';
 import { lockFilePath } from '../../state/owned.js';
 import type { Context } from '../context.js';
+import { LinuxDnsmasq } from '../../dnsmasq/dnsmasq.js';
 
 export async function watchCommand(ctx: Context): Promise<number> {
   // Refuse to start on a broken config: a daemon that starts with nothing would remove state.
@@ -26,6 +27,7 @@ export async function watchCommand(ctx: Context): Promise<number> {
     lockPath: ctx.lockPath ?? lockFilePath(),
     cleanupOnExit: ctx.args.cleanupOnExit,
     resyncMs: ctx.args.resyncSeconds * 1000,
+    dnsmasq: (ctx.dnsmasq ?? ((c) => new LinuxDnsmasq(c)))(ctx.args.dnsmasq),
     metricsTextfile: ctx.args.metricsTextfile,
     metricsIntervalMs: ctx.args.metricsIntervalSeconds * 1000,
   });
