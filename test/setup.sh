@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what wgsplit's demo and tests need, only what is missing:
 #   Debian packages iproute2, nftables, wireguard-tools, wireguard-go (and iptables, util-linux
-#   for setpriv, dnsmasq-base for the include_domains tests: dnsmasq with nftset, no service), then the npm packages, then builds. Safe to run again: it does nothing
-#   when everything is there.
+#   for setpriv, dnsmasq-base for the include_domains tests: dnsmasq with nftset, no service;
+#   python3-prometheus-client for the metrics tests' parser), then the npm packages, then
+#   builds. Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ command -v wg >/dev/null || need+=(wireguard-tools)
 command -v wireguard-go >/dev/null || need+=(wireguard-go)
 command -v setpriv >/dev/null || need+=(util-linux)
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+# The metrics tests parse with the Prometheus client library's own parser.
+/usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || need+=(python3-prometheus-client)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing ${need[*]}; run as root (apt-get install ${need[*]})" >&2

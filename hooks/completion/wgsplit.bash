@@ -11,7 +11,7 @@ _wgsplit_command_opts() {
     apply) echo '-n --dry-run --full --dnsmasq-conf --dnsmasq-reload' ;;
     diff) echo '--json --full --dnsmasq-conf' ;;
     status | check) echo '--json' ;;
-    watch) echo '--log-level --log-json --cleanup-on-exit --resync --dnsmasq-conf --dnsmasq-reload' ;;
+    watch) echo '--log-level --log-json --cleanup-on-exit --resync --dnsmasq-conf --dnsmasq-reload --metrics-textfile --metrics-interval' ;;
     explain) echo '-p --proto --dport --sport --uid --from --iif --app --pid --json' ;;
     export) echo '-f --format --family' ;;
     exec) echo '-u --user' ;;
@@ -83,12 +83,18 @@ _wgsplit() {
       compopt -o filenames 2>/dev/null
       return
       ;;
-    --resync | --dport | --sport | --from | --app | --pid | --dnsmasq-reload)
+    --resync | --dport | --sport | --from | --app | --pid | --dnsmasq-reload | --metrics-interval)
       COMPREPLY=()
       return
       ;;
     --iif)
       COMPREPLY=($(compgen -W "$(ls /sys/class/net 2>/dev/null)" -- "$cur"))
+      return
+      ;;
+    --metrics-textfile)
+      local IFS=$'\n'
+      COMPREPLY=($(compgen -f -- "$cur"))
+      compopt -o filenames 2>/dev/null
       return
       ;;
     -u | --user)
@@ -111,7 +117,7 @@ _wgsplit() {
       continue
     fi
     case $w in
-      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --iif | --app | --pid | -u | --user | --dnsmasq-conf | --dnsmasq-reload)
+      -c | --config | -f | --format | --family | -p | --proto | --log-level | --resync | --dport | --sport | --uid | --from | --iif | --app | --pid | -u | --user | --dnsmasq-conf | --dnsmasq-reload | --metrics-textfile | --metrics-interval)
         skip=1
         ;;
       --)
@@ -143,7 +149,7 @@ _wgsplit() {
   fi
 
   if [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W 'up down apply diff status check watch explain export exec help version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'up down apply diff status check watch explain export exec metrics help version' -- "$cur"))
     return
   fi
 

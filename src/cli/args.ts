@@ -9,7 +9,7 @@ import { IFNAME } from '../model/constants.js';
 const MAX_RESYNC_S = 2147483;
 import { DEFAULT_DNSMASQ_CONF, DEFAULT_DNSMASQ_RELOAD, type DnsmasqConfig } from '../dnsmasq/dnsmasq.js';
 
-export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'exec', 'help', 'version'] as const;
+export const COMMANDS = ['up', 'down', 'apply', 'diff', 'status', 'check', 'watch', 'explain', 'export', 'exec', 'metrics', 'help', 'version'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 export interface Args {
@@ -35,6 +35,9 @@ export interface Args {
   family?: 4 | 6;
   /** the dnsmasq drop-in and reload command (include_domains / exclude_domains) */
   dnsmasq: DnsmasqConfig;
+  /** watch: write the metrics to this file (node_exporter textfile collector), at most every metricsIntervalSeconds */
+  metricsTextfile?: string;
+  metricsIntervalSeconds: number;
 }
 
 const OPTIONS = {
@@ -65,6 +68,8 @@ const OPTIONS = {
   'dnsmasq-conf': { type: 'string' },
   'dnsmasq-reload': { type: 'string' },
   iif: { type: 'string' },
+  'metrics-textfile': { type: 'string' },
+  'metrics-interval': { type: 'string' },
 } as const;
 
 /** Which options each command accepts besides the global ones. */
@@ -75,10 +80,11 @@ const ALLOWED: Record<CommandName, string[]> = {
   diff: ['json', 'full', 'dnsmasq-conf'],
   status: ['json'],
   check: ['json'],
-  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'dnsmasq-conf', 'dnsmasq-reload'],
+  watch: ['log-level', 'log-json', 'cleanup-on-exit', 'resync', 'dnsmasq-conf', 'dnsmasq-reload', 'metrics-textfile', 'metrics-interval'],
   explain: ['json', 'proto', 'dport', 'sport', 'uid', 'from', 'iif', 'app', 'pid'],
   export: ['format', 'family'],
   exec: ['user'],
+  metrics: [],
   help: [],
   version: [],
 };
@@ -107,7 +113,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   if (!v.help && needsIface && rest.length !== 1) throw new WgsplitError('USAGE', `usage: wgsplit ${command} IFACE`);
   if (!v.help && needsIface && !IFNAME.test(rest[0])) throw new WgsplitError('USAGE', `${JSON.stringify(rest[0])} is not an interface name (1-15 characters: letters, digits, _ . : @ -)`);
   if (v.config === '') throw new WgsplitError('USAGE', '--config needs a directory');
-  if (!v.help && ['apply', 'diff', 'status'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
+  if (!v.help && ['apply', 'diff', 'status', 'metrics'].includes(command) && rest.length) throw new WgsplitError('USAGE', `"${command}" takes no arguments (got ${rest.join(' ')})`);
 
   // Only the watcher logs: a bad WGSPLIT_LOG_LEVEL must not break `up` from wg-quick.
   const logLevel = (v['log-level'] as string | undefined) ?? (command === 'watch' ? env.WGSPLIT_LOG_LEVEL : undefined) ?? 'info';
@@ -118,6 +124,10 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
   const resync = Number(resyncText);
   if (!/^\d+(\.\d+)?$/.test(resyncText) || (resync !== 0 && (resync < 1 || resync > MAX_RESYNC_S)))
     throw new WgsplitError('USAGE', `--resync takes seconds, 1-${MAX_RESYNC_S} (0 to disable), got "${resyncText}"`);
+  const intervalText = (v['metrics-interval'] as string | undefined) ?? '10';
+  if (!/^\d+(\.\d+)?$/.test(intervalText) || Number(intervalText) < 1) throw new WgsplitError('USAGE', `--metrics-interval takes seconds, at least 1 (got "${intervalText}")`);
+  if (v['metrics-textfile'] === '') throw new WgsplitError('USAGE', '--metrics-textfile needs a file name');
+  if (v['metrics-interval'] !== undefined && v['metrics-textfile'] === undefined) throw new WgsplitError('USAGE', '--metrics-interval needs --metrics-textfile');
   if (!v.help && command === 'watch' && rest.length) throw new WgsplitError('USAGE', `"watch" takes no arguments (got ${rest.join(' ')})`);
   const num = (k: string, max: number) => {
     const t = v[k] as string | undefined;
@@ -181,5 +191,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv, isTTY: boolean)
     format: format as Args['format'],
     family: family as 4 | 6 | undefined,
     dnsmasq: { conf: dnsmasqConf, reload: dnsmasqReload, binary: env.WGSPLIT_DNSMASQ || undefined },
+    metricsTextfile: v['metrics-textfile'] as string | undefined,
+    metricsIntervalSeconds: Number(intervalText),
   };
 }

@@ -9,13 +9,17 @@ Commands:
                         profiles (wg-quick: PostDown = wgsplit down %i)
   apply [--dry-run]     reconcile all profiles; remove owned state no profile wants
   diff [--json]         drift between profiles and kernel: exit 0 in sync, 1 drift
-  status [--json]       per profile and family: interface, mode, rules, routes, sync
+  status [--json]       per profile and family: interface, mode, rules, routes, sync,
+                        traffic through the tunnel
   check [FILE...]       validate profiles (default: the config directory); no kernel access
   watch                 keep the kernel converged (run under systemd: hooks/systemd)
       --log-level L     debug, info (default), warn or error
       --log-json        JSON lines instead of text
       --cleanup-on-exit remove everything on SIGTERM (default: leave the kernel as it is)
       --resync SECONDS  periodic full re-sync as a safety net (default 300, 0 = off)
+      --metrics-textfile FILE  write the metrics to FILE (atomically, for
+                        node_exporter's textfile collector) after each reconcile
+      --metrics-interval SECONDS  and every SECONDS in between (default 10)
   explain DEST          which way a packet to DEST (an address, or a name: resolved,
                         each address explained with its domain sets) goes, and why
   -p, --proto P         tcp, udp or icmp
@@ -29,6 +33,8 @@ Commands:
   exec PROFILE -- CMD   run CMD in PROFILE's own cgroup, so the profile's apps
                         matching applies to it (as the sudo user, never root)
   -u, --user USER       run CMD as USER (--user root to mean root)
+  metrics               Prometheus text: per profile and family active, drift,
+                        traffic counters (packets, bytes)
 
 Options:
   -c, --config DIR      profile directory (default /etc/wgsplit, or $WGSPLIT_CONFIG)
@@ -52,6 +58,6 @@ Exit status: 0 ok; 1 drift (diff); 2 bad usage, profile or environment (nothing
 changed); 3 a kernel request failed part-way (run apply or down again).
 
 Profiles: one TOML file per profile, *.toml in the config directory; see wgsplit.toml(5).
-Every rule and route wgsplit makes carries protocol 87 ("wgsplit"); fwmark mode keeps
-its nftables state in table inet wgsplit. Nothing else is touched. More: wgsplit(8).
+Every rule and route wgsplit makes carries protocol 87 ("wgsplit"); its nftables state
+(fwmark mode, traffic counters) lives in table inet wgsplit. Nothing else is touched. More: wgsplit(8).
 `;

@@ -52,6 +52,8 @@ export async function run(ctx: Omit<Context, 'args'>, argv: string[], env: NodeJ
         return await (await import('./commands/export.js')).exportCommand(c);
       case 'exec':
         return await (await import('./commands/exec.js')).execCommand(c, env);
+      case 'metrics':
+        return await (await import('./commands/metrics.js')).metricsCommand(c);
       case 'watch':
         // Loaded only here: chokidar and execa cost ~150 ms of start-up every other command skips.
         return await (await import('./commands/watch.js')).watchCommand(c);

@@ -41,6 +41,7 @@ import { mergeNft, type NftState } from '../model/nft.js';
 import { mergeUnitsNft } from './nftMerge.js';
 import { domainObjects, mergeFeeds } from './nftDomains.js';
 import { hasDomains } from '../profile/marks.js';
+import { withCounters } from './counters.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
@@ -105,11 +106,11 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
 
 /**
  * Could this profile have objects in wgsplit's nftables table? Decides whether reconcile
- * reads the table at all (a rule-mode-only setup never runs nft). Every nft-using feature
- * adds its condition here.
+ * reads the table at all (a rule-mode-only setup with `counters = false` never runs nft).
+ * Every nft-using feature adds its condition here (traffic counters: compile/counters.ts).
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined;
+  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined;
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */
@@ -152,14 +153,14 @@ function compileProfile(p: Profile, f: Facts, out: Desired): void {
   }
   for (const family of families) {
     if (live && has(iface, family)) {
-      out.units.push(compileUnit(p, iface, family, f, 'active'));
+      out.units.push(withCounters(compileUnit(p, iface, family, f, 'active')));
     } else if (has(memory, family) || has(iface, family)) {
       // Down, gone, or lost this family's address: keep rules and throws; the kernel has
       // already dropped the dev routes, and on_down decides between unreachable and main.
       const basis = has(iface, family) ? { ...iface, endpoints: memory?.endpoints ?? iface.endpoints } : memory!;
       const u = compileUnit(p, basis, family, f, 'down');
       u.notes.unshift(`${p.interface} is ${!iface.exists ? 'gone' : !iface.up ? 'down' : `without an ${FAMILY_NAME[family]} address`}: on_down = "${p.onDown}"`);
-      out.units.push(u);
+      out.units.push(withCounters(u));
     } else {
       out.errors.push(`profile ${p.name}: families includes ${family === 4 ? 'ipv4' : 'ipv6'} but ${p.interface} has no ${FAMILY_NAME[family]} address`);
     }

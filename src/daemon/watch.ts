@@ -16,7 +16,13 @@ import { wgEndpoints } from '../kernel/wg.js';
 import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
-import { applyCommand } from '../reconcile/reconcile.js';
+import { applyCommand, computePlan } from '../reconcile/reconcile.js';
+import { renderMetrics, type WatcherStats } from '../metrics/prometheus.js';
+import { unitStats, type UnitStats } from '../metrics/stats.js';
+import { MetricsTextfile } from './metricsFile.js';
+import { counterKey } from '../compile/counters.js';
+import { ruleKey } from '../model/rule.js';
+import { routesFingerprint } from '../plan/diff.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
 import type { DnsmasqPort } from '../dnsmasq/dnsmasq.js';
@@ -40,6 +46,9 @@ export interface WatchOptions {
   endpointPollMs?: number;
   /** the dnsmasq drop-in and reload (include_domains / exclude_domains) */
   dnsmasq?: DnsmasqPort;
+  /** write the metrics here (node_exporter textfile), after each reconcile and every metricsIntervalMs */
+  metricsTextfile?: string;
+  metricsIntervalMs?: number;
 }
 
 /**
@@ -63,6 +72,11 @@ export class Watcher {
   private endpointTimer?: NodeJS.Timeout;
   private readonly endpointsSeen = new Map<string, string>();
   private lastDesired?: string;
+  /** what the watcher counts about itself, for the metrics */
+  readonly stats: WatcherStats = { reconciles: 0, repairs: 0, errors: 0, eventSourceRestarts: { ip: 0, nft: 0 } };
+  /** per profile and family as of the last reconcile (traffic counters are read at each write) */
+  private lastUnits: UnitStats[] = [];
+  private readonly textfile?: MetricsTextfile;
   /** `nft monitor`, running while wgsplit's table is wanted or present */
   private nftMonitor?: NftMonitor;
   /** sets whose elements someone else fills (their element events are not drift) */
@@ -78,10 +92,24 @@ export class Watcher {
     this.monitor = new IpMonitor({
       line: (l) => this.onLine(l),
       restarted: (attempt, reason) => {
+        this.stats.eventSourceRestarts.ip++;
         this.o.log.warn('event source restarted; re-syncing', { reason, attempt });
         this.scheduler.trigger('event source restarted', false);
       },
     });
+    if (o.metricsTextfile) {
+      this.textfile = new MetricsTextfile(o.metricsTextfile, o.metricsIntervalMs ?? 10_000, () => this.metricsText(), (e) =>
+        this.o.log.warn('cannot write the metrics textfile', { file: o.metricsTextfile, error: e.message }),
+      );
+    }
+  }
+
+  /** The metrics as Prometheus text: the last reconcile's units with fresh traffic counters. */
+  async metricsText(): Promise<string> {
+    const wants = this.lastUnits.some((u) => u.counters);
+    const counters = wants ? await this.o.kernel.readCounters?.() : undefined;
+    const units = this.lastUnits.map((u) => (u.counters && counters ? { ...u, counters: { out: counters.get(counterKey(u.profile, u.family, 'out')), in: counters.get(counterKey(u.profile, u.family, 'in')) } } : u));
+    return renderMetrics(units, this.stats);
   }
 
   async start(): Promise<void> {
@@ -197,7 +225,11 @@ export class Watcher {
       // Only writes that restore the same desired state as the last run undo someone else's
       // change and count as repairs for the rate limit; writes after the desired state itself
       // changed (an address, a link, a docker bridge, an endpoint) adapt to the machine.
-      const u = r.desired.units.map((x) => [x.profile.name, x.family, x.status, x.rules, x.routes]);
+      // In a canonical form: a unit reused from the plan cache holds the rules and routes as
+      // observed (the kernel's order and field order), a compiled one as compile made them;
+      // the same wanted state must hash the same either way, or every cache hit between two
+      // repairs would look like a change and no fight would ever be detected.
+      const u = r.desired.units.map((x) => [x.profile.name, x.family, x.status, x.rules.map(ruleKey).sort(), routesFingerprint(x.routes)]);
       const desired = createHash('sha1')
         .update(JSON.stringify([u, r.desired.nft, r.desired.sysctls], (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))
         .digest('hex');
@@ -205,14 +237,35 @@ export class Watcher {
       this.lastDesired = desired;
       this.externalSets = new Set((r.desired.nft?.sets ?? []).filter((x) => x.external).map((x) => x.name));
       this.followNft(!!r.desired.nft || !!r.observed.nft?.present);
+      // Converged: nothing differs any more (the apply read its rules and nft table back).
+      this.lastUnits = unitStats(r.desired.units, [], undefined);
+      this.finished(started, r.written > 0 && !changed);
       return { wrote: r.written, repair: !changed };
     } catch (e) {
       const err = e as WgsplitError;
       this.o.log.error('reconcile failed', { code: err.code ?? 'INTERNAL', error: err.message });
+      this.stats.errors++;
+      // What is left differing, for the drift metric (read-only; under the same lock; a
+      // failed reconcile is rare, so this costs nothing while all is well).
+      try {
+        const c = await computePlan(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' });
+        this.lastUnits = unitStats(c.desired.units, c.plan.ops, undefined);
+      } catch {
+        /* keep the last known units */
+      }
+      this.finished(started, false);
       throw e;
     } finally {
       lock.release();
     }
+  }
+
+  private finished(started: number, repair: boolean): void {
+    this.stats.reconciles++;
+    if (repair) this.stats.repairs++;
+    this.stats.lastReconcileAt = Date.now() / 1000;
+    this.stats.lastReconcileSeconds = (performance.now() - started) / 1000;
+    this.textfile?.request();
   }
 
   private backoff(repairs: number, backoffMs: number, triggers: Trigger[]): void {
@@ -239,6 +292,7 @@ export class Watcher {
         {
           line: (l) => this.onNftLine(l),
           restarted: (attempt, reason) => {
+            this.stats.eventSourceRestarts.nft++;
             this.o.log.warn('nft event source restarted; re-syncing', { reason, attempt });
             this.scheduler.trigger('nft event source restarted', false);
           },
@@ -273,6 +327,7 @@ export class Watcher {
     clearInterval(this.resyncTimer);
     clearTimeout(this.reloadTimer);
     clearTimeout(this.endpointTimer);
+    await this.textfile?.stop();
     this.cgroups.close();
     await this.fsWatcher?.close();
     if (this.o.cleanupOnExit) {

@@ -26,6 +26,7 @@ import type { CgroupFacts, InterfaceFacts } from '../compile/facts.js';
 import { absentInterface } from '../compile/facts.js';
 import { WgsplitError } from '../errors.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
+import { parseRuleComment } from '../model/nft.js';
 import type { Family } from '../model/prefix.js';
 import { routeSlot, type RouteSpec } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
@@ -56,6 +57,8 @@ export class FakeKernel implements KernelPort {
   routes: RouteSpec[] = [];
   /** every operation executed successfully, in order, as `<op> <opText>` */
   readonly log: string[] = [];
+  /** what readCounters() reports for counter rules that exist in the fake table, by key */
+  readonly counterValues = new Map<string, { packets: number; bytes: number }>();
   /** how many times observe() was called */
   observeCalls = 0;
   private readonly drops: DroppableRuleField[];
@@ -64,6 +67,11 @@ export class FakeKernel implements KernelPort {
   constructor(opts: FakeKernelOptions = {}) {
     this.drops = opts.dropSelectors === true ? OLD_KERNEL_DROPS : opts.dropSelectors || [];
     this.failWhen = opts.failWhen;
+  }
+
+  async readCounters(): Promise<Map<string, { packets: number; bytes: number }>> {
+    const keys = new Set((this.nft.observe().rules ?? []).map((r) => parseRuleComment(r.comment)?.key));
+    return new Map([...this.counterValues].filter(([k]) => keys.has(k)));
   }
 
   /** Add or change an interface (exists and up unless said otherwise). */

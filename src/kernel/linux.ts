@@ -82,6 +82,10 @@ export class LinuxKernel implements KernelPort {
     return stamps.length ? Math.min(...stamps) : undefined;
   }
 
+  async readCounters() {
+    return (await import('./nftCounters.js')).readCounters();
+  }
+
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await (await this.nftKernel()).observe();

@@ -38,6 +38,8 @@ export interface KernelPort {
   readonly namespaceTag?: NamespaceTag;
   /** what the adapter could not find out (e.g. WireGuard endpoints without `wg`) */
   readonly notes?: string[];
+  /** traffic counters of wgsplit's counter rules, by rule key (kernel/nftCounters.ts) */
+  readCounters?(): Promise<Map<string, { packets: number; bytes: number }>>;
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;

@@ -194,6 +194,7 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
       excludeDomains: domains.exclude,
       from,
       masquerade: raw.masquerade ?? true,
+      counters: raw.counters ?? true,
     },
   };
 }

@@ -34,6 +34,7 @@ export const profileSchema = z
     exclude_domains: stringList.optional(),
     from: stringList.optional(),
     masquerade: z.boolean().optional(),
+    counters: z.boolean().optional(),
   })
   .strict();
 

@@ -55,6 +55,8 @@ export interface Profile {
   from: FromSpec;
   /** gateway mode: masquerade forwarded packets to the tunnel's address (`masquerade`) */
   masquerade: boolean;
+  /** per-profile traffic counters in wgsplit's nft table (compile/counters.ts) */
+  counters: boolean;
   /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */
   digest?: string;
 }

@@ -14,6 +14,11 @@ import { ruleKey } from '../model/rule.js';
 import { routesFingerprint, type Observed } from '../plan/diff.js';
 import type { Profile } from '../profile/types.js';
 import type { CachedPlan, OwnedTables } from '../state/owned.js';
+import { COUNTER_CHAINS, withCounters } from '../compile/counters.js';
+import type { NftState } from '../model/nft.js';
+
+const COUNTER_CHAIN_NAMES = new Set(Object.values(COUNTER_CHAINS).map((c) => c.name));
+const onlyCounters = (s: NftState) => s.sets.length === 0 && s.rules.every((r) => COUNTER_CHAIN_NAMES.has(r.chain));
 
 /** Bump when compile's output for the same inputs changes. */
 const CACHE_FORMAT = 1;
@@ -47,7 +52,8 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
       if (fp.n !== e.routes.n || fp.sum !== e.routes.sum || fp.xor !== e.routes.xor) return undefined;
       const rules = observed.rules.filter((r) => r.family === e.family && r.table === p.table);
       if (rules.map(ruleKey).sort().join('\n') !== e.rules.join('\n')) return undefined;
-      units.push({ profile: p, family: e.family, status: e.status, mode: e.mode ?? 'rule', rules, routes, notes: e.notes, cached: true });
+      // Traffic counters are the only nft objects a cached unit can have: cheap, rebuilt here.
+      units.push(withCounters({ profile: p, family: e.family, status: e.status, mode: e.mode ?? 'rule', rules, routes, notes: e.notes, cached: true }));
     }
     return units;
   };
@@ -62,7 +68,8 @@ export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): v
     if (units.some((u) => u.cached)) continue; // still valid as stored
     // Units with nftables objects are always compiled: the nft diff needs their objects, and
     // their elements are compared with the kernel's every time (cheap next to nft itself).
-    if (units.some((u) => u.nft)) {
+    // The traffic counters alone do not count: reuser() rebuilds them from the profile.
+    if (units.some((u) => u.nft && !onlyCounters(u.nft))) {
       delete plans[p.name];
       continue;
     }

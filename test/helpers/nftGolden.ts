@@ -3,7 +3,9 @@
  * excludes) on the sandbox host's wg0: test/unit/fwmark.test.ts compares compile's output
  * with it, test/e2e/probe.test.ts feeds it to the real nft in a fresh namespace.
  */
-export const WEB_TOML = `interface = "wg0"
+// counters = false: the golden is fwmark mode's own objects (test/unit/counters.test.ts has the counters').
+export const WEB_TOML = `counters = false
+interface = "wg0"
 table = 200
 priority = 10200
 mode = "fwmark"

@@ -121,7 +121,10 @@ export function definePathTests(opts: PathTestOptions): PathContext {
       t.true(v4.split('\n').filter((l) => /ipproto tcp lookup 10086/.test(l)).length >= 2, v4);
       t.regex(v6, /from fd00:253::2 iif lo ipproto tcp lookup 10086/);
       t.regex(route4, /^throw 10\.0\.0\.0\/8 /m, route4);
-      t.not(nft.exitCode, 0, 'rule mode creates no nftables table');
+      // Rule mode marks nothing: the table holds only the profile's traffic counters.
+      t.is(nft.exitCode, 0, nft.stderr);
+      t.notRegex(nft.stdout, /hook output|meta mark set|masquerade/, 'rule mode creates no marking or NAT in nftables');
+      t.regex(nft.stdout, /chain counters_out \{/);
       // The profile says nothing about the mode: auto, decided by probing this kernel.
       const st = JSON.parse((await wgsplit(dir, ['status', '--json'])).stdout);
       for (const f of st.profiles[0].families) t.true(f.notes.some((n: string) => /^mode rule \(auto/.test(n)), JSON.stringify(f.notes));

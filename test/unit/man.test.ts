@@ -7,6 +7,7 @@
  *  - every profile key is an item of KEYS in wgsplit.toml(5) with its real default, and
  *    every named set is listed with all its prefixes; exit codes, environment variables and
  *    the protocol tag are documented;
+ *  - every metric name is an item of METRICS in wgsplit(8);
  *  - bash completion offers exactly the commands and each command's options, and the zsh
  *    completion names them all.
  * Which options a command accepts is asked of parseCli itself, so nothing here restates it.
@@ -20,6 +21,7 @@ import { EXIT_DRIFT, EXIT_INPUT, EXIT_KERNEL, EXIT_OK } from '../../src/cli/exit
 import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, DEFAULT_PRIORITY, DEFAULT_TABLE, PROTOCOL_TAG, RESERVED_TABLES } from '../../src/model/constants.js';
 import { NAMED_SETS } from '../../src/model/namedSets.js';
 import { profileSchema } from '../../src/profile/schema.js';
+import { METRIC_NAMES } from '../../src/metrics/prometheus.js';
 import { REPO_ROOT } from '../helpers/unit.js';
 
 const PAGE8 = join(REPO_ROOT, 'man', 'wgsplit.8');
@@ -229,6 +231,11 @@ test('wgsplit.toml.5: every profile key is an item of KEYS, and nothing else is'
   for (const k of keys) t.true(documented.includes(k), `profile key "${k}" is not documented in KEYS`);
   for (const d of documented) t.true(keys.includes(d), `KEYS documents "${d}", which is not a profile key`);
   t.deepEqual(documented, keys, 'KEYS should list the keys in the order of profileSchema');
+});
+
+test('wgsplit.8: every metric wgsplit emits is an item of METRICS, and nothing else is', (t) => {
+  const documented = items(section(man8, 'METRICS')).map((i) => i.tag);
+  t.deepEqual([...documented].sort(), [...METRIC_NAMES].sort());
 });
 
 test('wgsplit.toml.5: defaults match the code', (t) => {

@@ -6,12 +6,15 @@ import { isNftOp, opFamily, opTable, type Op } from '../../plan/plan.js';
 import type { Unit } from '../../compile/desired.js';
 import type { Context } from '../context.js';
 import { networkdNeedsDropIn } from '../../daemon/culprit.js';
+import { unitStats, type UnitStats } from '../../metrics/stats.js';
+import { trafficText } from '../units.js';
 
 export async function status(ctx: Context): Promise<number> {
   const { profiles, dir } = loadProfileDir(ctx.args.config);
   const kernel = await ctx.kernel();
   try {
     const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' });
+    const stats = unitStats(c.desired.units, c.plan.ops, c.desired.units.some((u) => u.profile.counters && u.nft) ? await kernel.readCounters?.() : undefined);
     const report = profiles.map((p) => {
       const iface = c.facts.get(p.interface);
       const units = c.desired.units.filter((u) => u.profile === p);
@@ -33,6 +36,7 @@ export async function status(ctx: Context): Promise<number> {
             rules: { wanted: u.rules.length, installed: installedRules },
             routes: { wanted: new Set(u.routes.map(routeSlot)).size, installed: installedRoutes },
             drift: drift.length,
+            counters: jsonCounters(stats.find((s) => s.profile === p.name && s.family === u.family)?.counters),
             notes: u.notes,
           };
         }),
@@ -72,6 +76,7 @@ export async function status(ctx: Context): Promise<number> {
         const sync = f.status === 'absent' ? '' : f.drift === 0 ? ', in sync' : `, DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
         const state = where + sync;
         ctx.out(`  ${f.family} (${f.mode} mode): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
+        if (f.counters) ctx.out(`    traffic: ${trafficText({ out: f.counters.out ?? undefined, in: f.counters.in ?? undefined }, ctx.isTTY)}\n`);
         for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked|^waiting for cgroup|^gateway: |^the host.s own traffic is not/.test(n)) ctx.out(`    ${n}\n`);
       }
       if (p.nft) {
@@ -104,4 +109,9 @@ function nftPart(profile: string, units: Unit[], ops: Op[]) {
     elements: objs.reduce((n, o) => n + o.sets.reduce((m, s) => m + s.elements.length, 0), 0),
     drift: ops.filter((o) => isNftOp(o) && o.profile === profile).length,
   };
+}
+
+/** Counters as JSON: null without counters, and null for a direction whose rule is missing (drift). */
+function jsonCounters(c: UnitStats['counters']) {
+  return c ? { out: c.out ?? null, in: c.in ?? null } : null;
 }

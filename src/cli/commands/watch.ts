@@ -1,4 +1,6 @@
 /** `wgsplit watch`: the long-running watcher (see daemon/watch.ts); runs until SIGTERM/SIGINT. */
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Logger } from '../../daemon/log.js';
 import { Watcher } from '../../daemon/watch.js';
 import { loadProfileDir } from '../../profile/load.js';
@@ -13,6 +15,8 @@ export async function watchCommand(ctx: Context): Promise<number> {
   loadProfileDir(ctx.args.config);
   // Without `ip` the event source would fail and be restarted forever: say so once, now.
   if (!findIp()) throw new WgsplitError('ENVIRONMENT', 'ip (iproute2) is not installed: the watcher reads kernel events from `ip monitor` (apt-get install iproute2)');
+  const textfile = ctx.args.metricsTextfile;
+  if (textfile && !existsSync(dirname(resolve(textfile)))) throw new WgsplitError('USAGE', `--metrics-textfile ${textfile}: directory ${dirname(resolve(textfile))} does not exist`);
   const log = new Logger({ level: ctx.args.logLevel, json: ctx.args.logJson, journald: !!process.env.JOURNAL_STREAM, write: (l) => ctx.err(l) });
   const kernel = await ctx.kernel();
   const watcher = new Watcher({
@@ -24,6 +28,8 @@ export async function watchCommand(ctx: Context): Promise<number> {
     cleanupOnExit: ctx.args.cleanupOnExit,
     resyncMs: ctx.args.resyncSeconds * 1000,
     dnsmasq: (ctx.dnsmasq ?? ((c) => new LinuxDnsmasq(c)))(ctx.args.dnsmasq),
+    metricsTextfile: ctx.args.metricsTextfile,
+    metricsIntervalMs: ctx.args.metricsIntervalSeconds * 1000,
   });
   await watcher.start();
   log.info('watching', { config: ctx.args.config, pid: process.pid, cleanup_on_exit: ctx.args.cleanupOnExit });
