@@ -36,6 +36,7 @@ import { forwardingOff, gatewayObjects, gatewaySelection, type GatewaySelection 
 import { familyTag, fwmarkObjects, ident, prefixSet } from './nftFwmark.js';
 import { mergeNft } from '../model/nft.js';
 import { mergeUnitsNft } from './nftMerge.js';
+import { bridgeNfNeeds, compileProxyProfile } from './proxy.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
@@ -45,6 +46,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   for (const p of profiles) {
     const cached = reuse?.(p);
     if (cached) out.units.push(...cached);
+    else if (p.proxy) compileProxyProfile(p, f, out);
     else compileProfile(p, f, out);
   }
   // Explicit fwmark profiles are checked for distinct marks when loaded; auto profiles only
@@ -58,9 +60,10 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       u.nft = undefined;
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
-  forwardingOff(out, f);
+  // Proxy units deliver forwarded packets locally: ip_forward does not concern them.
+  forwardingOff({ ...out, units: out.units.filter((u) => !u.profile.proxy) }, f);
   out.nft = mergeUnitsNft(out.units);
-  out.sysctls = rpFilterNeeds(out, f);
+  out.sysctls = [...(rpFilterNeeds(out, f) ?? []), ...bridgeNfNeeds(out)];
   return out;
 }
 
@@ -77,7 +80,7 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
   const seen = new Set<string>();
   for (const u of d.units) {
     // Gateway mode too: the replies of forwarded connections arrive on the tunnel unmarked.
-    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, 4)) || u.family !== 4 || u.status !== 'active') continue;
+    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, 4)) || u.family !== 4 || u.status !== 'active' || u.profile.proxy) continue;
     const path = `net/ipv4/conf/${u.profile.interface}/rp_filter`;
     if (seen.has(path)) continue;
     seen.add(path);
@@ -95,7 +98,7 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * adds its condition here.
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined;
+  return p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined || p.proxy !== undefined;
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */

@@ -10,5 +10,6 @@ import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
   // Gateway mode (`from` with interfaces or prefixes) marks forwarded packets in prerouting.
-  return p.mode === 'fwmark' || isGateway(p.from);
+  // Proxy profiles mark what goes to the proxy (output and prerouting).
+  return p.mode === 'fwmark' || isGateway(p.from) || p.proxy !== undefined;
 }

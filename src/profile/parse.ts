@@ -9,6 +9,7 @@ import { namedSet, NAMED_SETS } from '../model/namedSets.js';
 import { DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUICK_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE, MAIN_RULE_PRIORITY, RESERVED_TABLES, TAILSCALE_LAST_PRIORITY } from '../model/constants.js';
 import type { Range } from '../model/rule.js';
 import { isGateway, parseFrom } from './from.js';
+import { parseProxy, PROXY_INTERFACE, PROXY_PROTOCOLS } from './proxy.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
 import type { PrefixSource, Profile, Protocol } from './types.js';
@@ -79,7 +80,9 @@ export function parseProfile(file: string, text: string): ParseResult {
   }
   const raw = parsed.data;
 
-  if (!IFNAME.test(raw.interface)) at(`interface "${raw.interface}" is not a valid interface name (1-15 characters, no "/" or spaces)`, 'interface');
+  if (raw.interface === undefined && raw.proxy_port === undefined) at('missing required key "interface" (the WireGuard interface, e.g. "wg0"), or proxy_port for a local transparent proxy');
+  const iface = raw.interface ?? PROXY_INTERFACE;
+  if (raw.interface !== undefined && !IFNAME.test(raw.interface)) at(`interface "${raw.interface}" is not a valid interface name (1-15 characters, no "/" or spaces)`, 'interface');
 
   const table = raw.table ?? DEFAULT_TABLE;
   if (table < 0 || table > 0xffffffff) atValue(`table ${table} is out of range (1-4294967295)`, 'table');
@@ -141,9 +144,10 @@ export function parseProfile(file: string, text: string): ParseResult {
   const onDown = raw.on_down ?? 'block';
   if (onDown !== 'block' && onDown !== 'direct') atValue(`on_down must be "block" or "direct", not "${onDown}"`, 'on_down');
 
-  const from = parseFrom(raw.from, raw.interface, at, atValue);
+  const from = parseFrom(raw.from, iface, at, atValue);
   if (uids.length && raw.from !== undefined && !from.host) atValue('uids select the host\'s own processes, and from has no "host": forwarded packets carry no uid (add "host" to from, or remove uids)', 'uids');
-  if (raw.masquerade !== undefined && !isGateway(from)) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
+  const proxied = parseProxy(raw, { from, families, protocols, fwmark, fwmarkMask, at, atValue, ranges: parseRanges });
+  if (raw.masquerade !== undefined && !isGateway(from) && raw.proxy_port === undefined) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
 
   if (problems.length) return { problems };
   return {
@@ -151,7 +155,7 @@ export function parseProfile(file: string, text: string): ParseResult {
     profile: {
       name: profileName(file),
       file,
-      interface: raw.interface,
+      interface: iface,
       table,
       priority,
       protocols,
@@ -171,6 +175,7 @@ export function parseProfile(file: string, text: string): ParseResult {
       description: raw.description,
       from,
       masquerade: raw.masquerade ?? true,
+      ...(proxied.proxy ? { proxy: proxied.proxy, protocols: protocols ?? PROXY_PROTOCOLS, families: proxied.families, masquerade: false } : {}),
     },
   };
 }

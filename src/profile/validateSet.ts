@@ -40,8 +40,8 @@ export function validateSet(profiles: Profile[], texts: Map<string, string>): Pr
   for (const p of profiles.filter(usesMarks)) {
     const first = marks.get(p.fwmark);
     if (first) {
-      const pos = where(p, /^\s*fwmark\s*=/m.test(texts.get(p.file) ?? '') ? 'fwmark' : p.mode === 'fwmark' ? 'mode' : 'from');
-      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode or gateway (\`from\`) profile its own fwmark` });
+      const pos = where(p, /^\s*fwmark\s*=/m.test(texts.get(p.file) ?? '') ? 'fwmark' : p.mode === 'fwmark' ? 'mode' : p.proxy ? 'proxy_port' : 'from');
+      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode, gateway (\`from\`) or proxy profile its own fwmark` });
     } else marks.set(p.fwmark, p);
   }
   return problems;

@@ -17,6 +17,7 @@ import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js'
 import { rememberPlans, reuser } from './planCache.js';
 import { FORWARDING_SYSCTL } from '../compile/gateway.js';
 import { isGateway } from '../profile/from.js';
+import { PROXY_INTERFACE } from '../profile/proxy.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -61,7 +62,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   // sysctls: only those of the selected profiles' interfaces are in scope for up/down.
   const sysPaths = [...new Set([...(desired.sysctls ?? []).map((x) => x.path), ...Object.keys(changedSysctls)])].filter(
-    (path) => cmd.kind === 'apply' || path.split('/')[3] === cmd.iface,
+    (path) => cmd.kind === 'apply' || path.split('/')[3] === cmd.iface || (cmd.iface === PROXY_INTERFACE && path.startsWith('net/bridge/')),
   );
   if (sysPaths.length && kernel.readSysctls) {
     observed.sysctls = await kernel.readSysctls(sysPaths);
