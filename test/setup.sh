@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what wgsplit's demo and tests need, only what is missing:
 #   Debian packages iproute2, nftables, wireguard-tools, wireguard-go (and iptables, util-linux
-#   for setpriv), then the npm packages, then builds. Safe to run again: it does nothing
+#   for setpriv, v2ray and python3 for the proxy tests), then the npm packages, then builds. Safe to run again: it does nothing
 #   when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v wg >/dev/null || need+=(wireguard-tools)
 command -v wireguard-go >/dev/null || need+=(wireguard-go)
 command -v setpriv >/dev/null || need+=(util-linux)
+# The proxy target's e2e test runs a real transparent proxy (test/e2e/proxy.test.ts).
+command -v v2ray >/dev/null || need+=(v2ray)
+command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing ${need[*]}; run as root (apt-get install ${need[*]})" >&2

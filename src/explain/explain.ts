@@ -12,6 +12,7 @@ import { containsAddress, formatPrefix, parseAddress, parsePrefix, type Family, 
 import type { LookupResult } from '../kernel/lookup.js';
 import type { Protocol } from '../profile/types.js';
 import { forwardedVerdict, marksForwarded } from './gateway.js';
+import { proxyEndpoint } from '../compile/proxy.js';
 
 export interface ExplainQuery {
   family: Family;
@@ -34,7 +35,7 @@ export interface ProfileVerdict {
 
 export interface Explanation {
   query: ExplainQuery;
-  verdict: 'tunnel' | 'direct' | 'blocked' | 'unreachable';
+  verdict: 'tunnel' | 'proxy' | 'direct' | 'blocked' | 'unreachable';
   /** the answer in one line */
   headline: string;
   /** the headline with the reasons, for logs and JSON */
@@ -102,6 +103,8 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts): ProfileVerdict {
   const fwd = forwardedVerdict(u, q);
   if (fwd) return { ...base, matches: false, reason: fwd };
   if (!q.iif && !inRanges(q.uid ?? 0, p.uids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is not in the profile's uids` };
+  // The loop guard: the proxy's own sockets are never handed back to it.
+  if (!q.iif && p.proxy?.bypassUids.length && inRanges(q.uid ?? 0, p.proxy.bypassUids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is in bypass_uids: the proxy's own traffic is not diverted` };
   const addr = parseAddress(q.dst)!.addr;
   if (!included(u, q.family, addr)) return { ...base, matches: false, reason: `${q.dst} is not in the profile's include` };
   const ex = exclusionReason(u, facts, q.family, addr);
@@ -149,7 +152,11 @@ export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: Lo
     }
     return { ...base, verdict: 'unreachable', headline: `${head}: no route (${result.error})`, summary: `${head}: no route (${result.error})` };
   }
-  const tunnel = mine.find((u) => u.profile.table === result.table && u.profile.interface === result.dev);
+  if (marked?.profile.proxy && result.table === marked.profile.table) {
+    const line = `${head}: to the proxy at ${proxyEndpoint(marked.profile.proxy, q.family)} (profile ${marked.profile.name}: marked 0x${marked.profile.fwmark.toString(16)} by nftables, TPROXY; rule fwmark -> table ${result.table}, local)`;
+    return { ...base, verdict: 'proxy', profile: marked.profile.name, table: result.table, interface: result.dev, headline: line, summary: line };
+  }
+  const tunnel = mine.find((u) => !u.profile.proxy && u.profile.table === result.table && u.profile.interface === result.dev);
   if (tunnel) {
     const how = tunnel.mode === 'fwmark' || q.iif ? `marked 0x${tunnel.profile.fwmark.toString(16)} by nftables, rule fwmark` : `rule pref ${tunnel.profile.priority}`;
     return {

@@ -6,6 +6,7 @@ import { isNftOp, opFamily, opTable, type Op } from '../../plan/plan.js';
 import type { Unit } from '../../compile/desired.js';
 import type { Context } from '../context.js';
 import { networkdNeedsDropIn } from '../../daemon/culprit.js';
+import { proxyStatus, proxyStatusLine } from './proxyStatus.js';
 
 export async function status(ctx: Context): Promise<number> {
   const { profiles, dir } = loadProfileDir(ctx.args.config);
@@ -37,6 +38,7 @@ export async function status(ctx: Context): Promise<number> {
           };
         }),
         nft: nftPart(p.name, units, c.plan.ops),
+        ...(p.proxy ? { proxy: proxyStatus(p, units) } : {}),
       };
     });
     const orphans = c.plan.ops.filter((o) => o.op === 'delete' && !o.profile).length;
@@ -53,7 +55,8 @@ export async function status(ctx: Context): Promise<number> {
     for (const p of report) {
       const i = p.interface;
       ctx.out(`profile ${p.profile} (${p.file})\n`);
-      ctx.out(`  interface ${i.name}: ${i.exists ? (i.up ? 'up' : 'down') : 'absent'}${i.addresses.length ? ', ' + i.addresses.join(', ') : ''}\n`);
+      if (p.proxy) ctx.out(`  ${proxyStatusLine(p.proxy)}\n`);
+      else ctx.out(`  interface ${i.name}: ${i.exists ? (i.up ? 'up' : 'down') : 'absent'}${i.addresses.length ? ', ' + i.addresses.join(', ') : ''}\n`);
       ctx.out(`  table ${p.table}, priority ${p.priority}\n`);
       for (const f of p.families) {
         const where =
@@ -66,7 +69,7 @@ export async function status(ctx: Context): Promise<number> {
                 : 'up';
         const sync = f.status === 'absent' ? '' : f.drift === 0 ? ', in sync' : `, DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
         const state = where + sync;
-        ctx.out(`  ${f.family} (${f.mode} mode): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
+        ctx.out(`  ${f.family} (${p.proxy ? 'proxy, nftables marks' : `${f.mode} mode`}): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
         for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked/.test(n)) ctx.out(`    ${n}\n`);
       }
       if (p.nft) {
