@@ -197,6 +197,31 @@ test.serial('paths: host, container (docker0 bridge) and LAN client reach the pr
   ]);
 });
 
+test.serial("src_valid_mark = 1 (wg-quick's) with strict rp_filter: the clients' packets still reach the proxy (T throws their networks back to main for the source check)", async (t) => {
+  const before = await sh('host', 'cat /proc/sys/net/ipv4/conf/all/src_valid_mark /proc/sys/net/ipv4/conf/all/rp_filter');
+  const [svm, rpf] = before.trim().split('\n');
+  await sh('host', 'echo 1 >/proc/sys/net/ipv4/conf/all/src_valid_mark; echo 1 >/proc/sys/net/ipv4/conf/all/rp_filter');
+  try {
+    t.deepEqual(await probes([['ctr', 'tcp', ADDR.internet, PORT.http], [lan, 'udp', ADDR.internet, PORT.dns], ['host', 'tcp', ADDR.internet, PORT.http]]), [
+      seen(ADDR.internet, PORT.http, ADDR.container),
+      seen(ADDR.internet, PORT.dns, ADDR.client(LAN)),
+      seen(ADDR.internet, PORT.http, ADDR.hostLan),
+    ]);
+  } finally {
+    await sh('host', `echo ${svm} >/proc/sys/net/ipv4/conf/all/src_valid_mark; echo ${rpf} >/proc/sys/net/ipv4/conf/all/rp_filter`);
+  }
+});
+
+test.serial('br_netfilter turned back on (docker does so when it creates a network): the container is reset, diff shows the sysctl, apply puts it back', async (t) => {
+  await sh('host', 'echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables');
+  t.regex(await sb.probe('ctr', 'tcp', ADDR.internet, PORT.http, { timeoutMs: 1000 }), /^ERR /, 'a bridged TPROXY packet without br_netfilter off must fail (the kernel fact this relies on)');
+  const d = await run(dir, ['diff']);
+  t.regex(d.stdout, /sysctl net\.bridge\.bridge-nf-call-iptables = 0 \(was 1\)/);
+  await apply();
+  t.is(await bridgeNf(), '0 0');
+  t.is(await sb.probe('ctr', 'tcp', ADDR.internet, PORT.http), seen(ADDR.internet, PORT.http, ADDR.container));
+});
+
 test.serial("the proxy's own user goes direct; private ranges, the LAN client's LAN and the host's servers keep their paths", async (t) => {
   const [own4, ownU, own6, priv, privCtr, lanHost, lanHost6, inbound] = await probes([
     ['host', 'tcp', ADDR.internet, PORT.http, PROXY_UID],
