@@ -74,9 +74,12 @@ export function parseProxy(
 
   // TODO(names): `uids` takes numbers and ranges only in this branch; when it learns user
   // names (another helper's work), resolve bypass_uids' names the same way.
-  const names = (raw.bypass_uids ?? []).map((v, i) => [v, i] as const).filter(([v]) => typeof v === 'string' && /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(v));
-  for (const [v, i] of names) at(`bypass_uids[${i}]: "${v}" is a user name; user names are not resolved yet: write the uid (\`id -u ${v}\`)`, 'bypass_uids', i);
-  const bypassUids = ctx.ranges('bypass_uids', (raw.bypass_uids ?? []).filter((v) => !names.some(([n]) => n === v)), 0, MAX_UID, at);
+  const bypassUids: Range[] = [];
+  (raw.bypass_uids ?? []).forEach((v, i) => {
+    if (typeof v === 'string' && /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(v)) return at(`bypass_uids[${i}]: "${v}" is a user name; user names are not resolved yet: write the uid (\`id -u ${v}\`)`, 'bypass_uids', i);
+    // One element at a time, so problems keep the element's own index.
+    bypassUids.push(...ctx.ranges('bypass_uids', [v], 0, MAX_UID, (m) => at(m.replace(/^bypass_uids\[0\]/, `bypass_uids[${i}]`), 'bypass_uids', i)));
+  });
   if (raw.bypass_uids !== undefined && raw.bypass_uids.length === 0) atValue('bypass_uids is empty: list the uid the proxy runs as (or remove the key)', 'bypass_uids');
 
   const bypassMark = raw.bypass_mark;
