@@ -52,7 +52,10 @@ export function proxyEndpoint(t: ProxyTarget, family: Family): string {
 export const BRIDGE_NF_SYSCTL: Record<Family, string> = { 4: 'net/bridge/bridge-nf-call-iptables', 6: 'net/bridge/bridge-nf-call-ip6tables' };
 
 export function compileProxyProfile(p: Profile, f: Facts, out: Desired): void {
-  const families = p.families ?? ([4, 6] as Family[]).filter((fam) => p.proxy!.addresses[fam]);
+  // Default: both families, but not IPv6 on a host without it (disable_ipv6 removes ::1
+  // from lo, and `local ::/0 dev lo` would be refused).
+  const lo = f.interfaces.get(p.interface);
+  const families = p.families ?? ([4, 6] as Family[]).filter((fam) => p.proxy!.addresses[fam] && (!lo?.exists || lo.addresses[fam].length > 0));
   if (f.stopped.has(p.interface)) {
     out.warnings.push(`profile ${p.name}: proxy profiles were stopped with \`wgsplit down ${p.interface}\`; \`wgsplit up ${p.interface}\` resumes them`);
     for (const family of families) out.units.push({ profile: p, family, status: 'stopped', mode: 'fwmark', rules: [], routes: [], notes: [`stopped with \`wgsplit down ${p.interface}\``] });
