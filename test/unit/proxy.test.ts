@@ -154,6 +154,9 @@ test('reconcile on the fake: up lo installs T, rules and nft, records and sets t
   t.is((await applyCommand(k, state, [p], { kind: 'apply' })).written, 0, 'a second apply writes nothing');
   await applyCommand(k, state, [p], { kind: 'down', iface: 'wg0' });
   t.is(k.sysctls.get('net/bridge/bridge-nf-call-iptables'), 0, 'down wg0 leaves the proxy alone');
+  t.regex(k.nft.dump(), /tproxy ip6 to \[::1\]:7893/);
+  t.true(k.rules.some((r) => r.table === 10096 && r.fwmark === 0x1000000));
+  t.true(k.routes.some((r) => r.type === 'local' && r.table === 10096));
   await applyCommand(k, state, [p], { kind: 'down', iface: 'lo' });
   t.false(k.nft.present);
   t.is(k.dump(), before);
