@@ -213,13 +213,17 @@ test.serial("src_valid_mark = 1 (wg-quick's) with strict rp_filter: the clients'
 });
 
 test.serial('br_netfilter turned back on (docker does so when it creates a network): the container is reset, diff shows the sysctl, apply puts it back', async (t) => {
-  await sh('host', 'echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables');
-  t.regex(await sb.probe('ctr', 'tcp', ADDR.internet, PORT.http, { timeoutMs: 1000 }), /^ERR /, 'a bridged TPROXY packet without br_netfilter off must fail (the kernel fact this relies on)');
+  await sh('host', 'echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables; echo 1 >/proc/sys/net/bridge/bridge-nf-call-ip6tables');
+  // The kernel facts this relies on: bridged TPROXY'd packets fail with br_netfilter on, both families.
+  const [c4, l6] = await probes([['ctr', 'tcp', ADDR.internet, PORT.http], [lan, 'tcp', ADDR.internet6, PORT.http]], 1000);
+  t.regex(c4, /^ERR /, 'IPv4 from a bridged container');
+  t.regex(l6, /^ERR /, 'IPv6 from a bridged LAN client');
   const d = await run(dir, ['diff']);
   t.regex(d.stdout, /sysctl net\.bridge\.bridge-nf-call-iptables = 0 \(was 1\)/);
+  t.regex(d.stdout, /sysctl net\.bridge\.bridge-nf-call-ip6tables = 0 \(was 1\)/);
   await apply();
   t.is(await bridgeNf(), '0 0');
-  t.is(await sb.probe('ctr', 'tcp', ADDR.internet, PORT.http), seen(ADDR.internet, PORT.http, ADDR.container));
+  t.deepEqual(await probes([['ctr', 'tcp', ADDR.internet, PORT.http], [lan, 'tcp', ADDR.internet6, PORT.http]]), [seen(ADDR.internet, PORT.http, ADDR.container), seen(ADDR.internet6, PORT.http, ADDR.client6(LAN))]);
 });
 
 test.serial("the proxy's own user goes direct; private ranges, the LAN client's LAN and the host's servers keep their paths", async (t) => {
