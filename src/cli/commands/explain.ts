@@ -27,7 +27,8 @@ export async function explainCommand(ctx: Context): Promise<number> {
     }
     ctx.out(e.headline + '\n');
     if (result.ok) ctx.out(`  kernel: table ${tableName(result.table)}, dev ${result.dev ?? '-'}${result.gateway ? `, via ${result.gateway}` : ''}${result.src ? `, src ${result.src}` : ''}${marked ? `, looked up with mark 0x${marked.profile.fwmark.toString(16)}` : ''}\n`);
-    for (const v of e.profiles) ctx.out(`  profile ${v.profile} (${v.mode} mode): ${v.reason}\n`);
+    const kind = (name: string, mode: string) => (profiles.find((p) => p.name === name)?.proxy ? 'proxy' : `${mode} mode`);
+    for (const v of e.profiles) ctx.out(`  profile ${v.profile} (${kind(v.profile, v.mode)}): ${v.reason}\n`);
     if (c.plan.ops.length) ctx.out(`  note: the kernel differs from the profiles (${c.plan.ops.length} change${c.plan.ops.length > 1 ? 's' : ''} pending; see wgsplit diff)\n`);
     return 0;
   } finally {
