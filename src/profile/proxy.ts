@@ -48,6 +48,7 @@ export function parseProxy(
   if (raw.proxy_port < 1 || raw.proxy_port > 65535) atValue(`proxy_port ${raw.proxy_port} is out of range (1-65535)`, 'proxy_port');
   if (raw.mode !== undefined && raw.mode !== 'auto' && raw.mode !== 'fwmark') atValue(`mode "${raw.mode}": a proxy profile always works with nftables marks (TPROXY has no policy-rule form); remove mode`, 'mode');
   if (raw.masquerade !== undefined) atValue('masquerade does not apply to a proxy profile: its traffic is delivered to the proxy on this host, not forwarded', 'masquerade');
+  if (raw.on_down !== undefined) atValue('on_down does not apply to a proxy profile: there is no interface to go down; a proxy that is not running refuses the traffic (nothing leaks)', 'on_down');
   if (ctx.protocols?.includes('icmp')) atValue('protocols: a transparent proxy takes tcp and udp only (TPROXY); remove "icmp"', 'protocols');
 
   // Addresses: one per family; the default is each family's loopback.

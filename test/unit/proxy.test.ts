@@ -163,3 +163,21 @@ test('reconcile on the fake: up lo installs T, rules and nft, records and sets t
   t.is(k.sysctls.get('net/bridge/bridge-nf-call-iptables'), 1);
   t.is(k.sysctls.get('net/bridge/bridge-nf-call-ip6tables'), 1);
 });
+
+test('reconcile on the fake: removing the proxy profile and applying restores the bridge sysctls and removes its objects', async (t) => {
+  const k = fakeHost();
+  k.setInterface('lo', { addresses: { 4: ['127.0.0.1'], 6: ['::1'] } });
+  k.sysctls.set('net/bridge/bridge-nf-call-iptables', 1);
+  k.sysctls.set('net/bridge/bridge-nf-call-ip6tables', 0);
+  const state = new MemoryStateStore();
+  const before = k.dump();
+  await applyCommand(k, state, [profile('proxy-tproxy', CONTRACT)], { kind: 'apply' });
+  t.is(k.sysctls.get('net/bridge/bridge-nf-call-iptables'), 0);
+  t.deepEqual(state.load().sysctls, { 'net/bridge/bridge-nf-call-iptables': 1 }, 'only what was changed is recorded');
+  await applyCommand(k, state, [], { kind: 'apply' });
+  t.is(k.dump(), before);
+  t.false(k.nft.present);
+  t.is(k.sysctls.get('net/bridge/bridge-nf-call-iptables'), 1);
+  t.is(k.sysctls.get('net/bridge/bridge-nf-call-ip6tables'), 0);
+  t.deepEqual(state.load().sysctls, {});
+});
