@@ -268,6 +268,7 @@ test.serial('status and export cover the proxy', async (t) => {
   t.regex(s.stdout, /proxy 127\.0\.0\.1:7893 and \[::1\]:7893: listening \(tcp, udp\)/);
   const j = JSON.parse((await run(dir, ['status', '--json'])).stdout);
   t.true(j.profiles[0].proxy.listening.every((l: { listening: boolean }) => l.listening));
+  t.notRegex((await run(dir, ['explain', ADDR.internet, '--proto', 'tcp'])).stdout, /nothing listens/);
   const e = await run(dir, ['export', '--format', 'nft']);
   t.regex(e.stdout, /tproxy ip to 127\.0\.0\.1:7893/);
   const ip = await run(dir, ['export']);
@@ -292,6 +293,7 @@ test.serial('the proxy not listening: traffic fails (no leak), status says the p
     for (const g of got) t.regex(g, /^ERR /, `leaked: ${g}`);
     const s = await run(dir, ['status']);
     t.regex(s.stdout, /NO LISTENER on port 7893 for tcp \(ipv4\), udp \(ipv4\), tcp \(ipv6\), udp \(ipv6\)/);
+    t.regex((await run(dir, ['explain', ADDR.internet, '--proto', 'udp'])).stdout, /note: nothing listens on port 7893 for udp \(IPv4\): this packet would be refused/);
   } finally {
     listener = await startListener();
   }

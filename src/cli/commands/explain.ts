@@ -5,6 +5,7 @@ import { parseAddress } from '../../model/prefix.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import type { Context } from '../context.js';
+import { proxyListeners } from '../../kernel/listeners.js';
 
 export async function explainCommand(ctx: Context): Promise<number> {
   const dst = ctx.args.positionals[0];
@@ -29,6 +30,8 @@ export async function explainCommand(ctx: Context): Promise<number> {
     if (result.ok) ctx.out(`  kernel: table ${tableName(result.table)}, dev ${result.dev ?? '-'}${result.gateway ? `, via ${result.gateway}` : ''}${result.src ? `, src ${result.src}` : ''}${marked ? `, looked up with mark 0x${marked.profile.fwmark.toString(16)}` : ''}\n`);
     const kind = (name: string, mode: string) => (profiles.find((p) => p.name === name)?.proxy ? 'proxy' : `${mode} mode`);
     for (const v of e.profiles) ctx.out(`  profile ${v.profile} (${kind(v.profile, v.mode)}): ${v.reason}\n`);
+    const proxy = e.verdict === 'proxy' ? profiles.find((p) => p.name === e.profile)?.proxy : undefined;
+    if (proxy && q.proto && q.proto !== 'icmp' && !proxyListeners(proxy.port)[q.family][q.proto]) ctx.out(`  note: nothing listens on port ${proxy.port} for ${q.proto} (IPv${q.family}): this packet would be refused (not leaked) until the proxy runs\n`);
     if (c.plan.ops.length) ctx.out(`  note: the kernel differs from the profiles (${c.plan.ops.length} change${c.plan.ops.length > 1 ? 's' : ''} pending; see wgsplit diff)\n`);
     return 0;
   } finally {
