@@ -2,8 +2,9 @@
 # Installs what wgsplit's demo and tests need, only what is missing:
 #   Debian packages iproute2, nftables, wireguard-tools, wireguard-go (and iptables, util-linux
 #   for setpriv, dnsmasq-base for the include_domains tests: dnsmasq with nftset, no service;
-#   python3-prometheus-client for the metrics tests' parser), then the npm packages, then
-#   builds. Safe to run again: it does nothing when everything is there.
+#   python3-prometheus-client for the metrics tests' parser; v2ray and python3 for the proxy
+#   tests), then the npm packages, then builds. Safe to run again: it does nothing when
+#   everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,9 @@ command -v setpriv >/dev/null || need+=(util-linux)
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 # The metrics tests parse with the Prometheus client library's own parser.
 /usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || need+=(python3-prometheus-client)
+# The proxy target's e2e test runs a real transparent proxy (test/e2e/proxy.test.ts).
+command -v v2ray >/dev/null || need+=(v2ray)
+command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing ${need[*]}; run as root (apt-get install ${need[*]})" >&2

@@ -42,6 +42,7 @@ import { mergeUnitsNft } from './nftMerge.js';
 import { domainObjects, mergeFeeds } from './nftDomains.js';
 import { hasDomains } from '../profile/marks.js';
 import { withCounters } from './counters.js';
+import { bridgeNfNeeds, compileProxyProfile } from './proxy.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 
@@ -58,6 +59,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
     // A domain profile's units carry the drop-in's input (feeds), which the plan cache does not keep.
     const cached = hasDomains(p) ? undefined : reuse?.(p);
     if (cached) out.units.push(...cached);
+    else if (p.proxy) compileProxyProfile(p, f, out);
     else compileProfile(p, f, out);
   }
   // Explicit fwmark profiles are checked for distinct marks when loaded; auto profiles only
@@ -72,10 +74,11 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
       u.nft = undefined;
     } else markOwner.set(u.profile.fwmark, u.profile.name);
   }
-  gatewayChecks(out, f);
+  // Proxy units deliver forwarded packets locally: ip_forward does not concern them.
+  gatewayChecks({ ...out, units: out.units.filter((u) => !u.profile.proxy) }, f);
   out.nft = mergeUnitsNft(out.units);
   out.domainFeeds = mergeFeeds(out.units);
-  out.sysctls = rpFilterNeeds(out, f);
+  out.sysctls = [...(rpFilterNeeds(out, f) ?? []), ...bridgeNfNeeds(out)];
   return out;
 }
 
@@ -92,7 +95,7 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
   const seen = new Set<string>();
   for (const u of d.units) {
     // Gateway mode too: the replies of forwarded connections arrive on the tunnel unmarked.
-    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, 4)) || u.family !== 4 || u.status !== 'active') continue;
+    if ((u.mode !== 'fwmark' && !gatewaySelection(u.profile.from, 4)) || u.family !== 4 || u.status !== 'active' || u.profile.proxy) continue;
     const path = `net/ipv4/conf/${u.profile.interface}/rp_filter`;
     if (seen.has(path)) continue;
     seen.add(path);
@@ -110,7 +113,7 @@ function rpFilterNeeds(d: Desired, f: Facts): Desired['sysctls'] {
  * Every nft-using feature adds its condition here (traffic counters: compile/counters.ts).
  */
 export function mayNeedNft(p: Profile, selectors: Facts['ruleSelectors']): boolean {
-  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined;
+  return p.counters || p.mode === 'fwmark' || (p.mode === 'auto' && !selectors.supported) || hasApps(p) || hasDomains(p) || gatewaySelection(p.from, 4) !== undefined || gatewaySelection(p.from, 6) !== undefined || p.proxy !== undefined;
 }
 
 /** The backend for a profile: explicit, or auto = rule mode when the kernel has the selectors. */

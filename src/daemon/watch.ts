@@ -136,7 +136,7 @@ export class Watcher {
     if (ms <= 0 || this.stopping) return;
     // Only profiles that can match UDP need it; without them the daemon stays asleep (a
     // profile reload calls this again).
-    if (!this.profiles.some((p) => p.protocols === undefined || p.protocols.includes('udp'))) {
+    if (!this.profiles.some((p) => !p.proxy && (p.protocols === undefined || p.protocols.includes('udp')))) {
       this.endpointTimer = undefined;
       return;
     }
@@ -145,7 +145,7 @@ export class Watcher {
   }
 
   private async pollEndpoints(): Promise<void> {
-    const ifaces = new Set(this.profiles.filter((p) => p.protocols === undefined || p.protocols.includes('udp')).map((p) => p.interface));
+    const ifaces = new Set(this.profiles.filter((p) => !p.proxy && (p.protocols === undefined || p.protocols.includes('udp'))).map((p) => p.interface));
     for (const name of this.endpointsSeen.keys()) if (!ifaces.has(name)) this.endpointsSeen.delete(name);
     for (const name of ifaces) {
       const { endpoints } = await wgEndpoints(name);

@@ -13,6 +13,7 @@ import type { LookupResult } from '../kernel/lookup.js';
 import type { Protocol } from '../profile/types.js';
 import { appRefusal } from './apps.js';
 import { forwardedVerdict, marksForwarded } from './gateway.js';
+import { proxyEndpoint } from '../compile/proxy.js';
 
 export interface ExplainQuery {
   family: Family;
@@ -37,7 +38,7 @@ export interface ProfileVerdict {
 
 export interface Explanation {
   query: ExplainQuery;
-  verdict: 'tunnel' | 'direct' | 'blocked' | 'unreachable';
+  verdict: 'tunnel' | 'proxy' | 'direct' | 'blocked' | 'unreachable';
   /** the answer in one line */
   headline: string;
   /** the headline with the reasons, for logs and JSON */
@@ -113,6 +114,8 @@ export function judge(u: Unit, q: ExplainQuery, facts: Facts, learned?: Learned)
   if (!q.iif && !inRanges(q.uid ?? 0, p.uids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is not in the profile's uids` };
   const appWhy = q.iif ? undefined : appRefusal(p, q.app, facts.cgroups);
   if (appWhy) return { ...base, matches: false, reason: appWhy };
+  // The loop guard: the proxy's own sockets are never handed back to it.
+  if (!q.iif && p.proxy?.bypassUids.length && inRanges(q.uid ?? 0, p.proxy.bypassUids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is in bypass_uids: the proxy's own traffic is not diverted` };
   const addr = parseAddress(q.dst)!.addr;
   const dom = learned?.(u, q.family, q.dst);
   if (!included(u, q.family, addr) && dom?.which !== 'include') {
@@ -165,7 +168,11 @@ export function explain(q: ExplainQuery, units: Unit[], facts: Facts, result: Lo
     }
     return { ...base, verdict: 'unreachable', headline: `${head}: no route (${result.error})`, summary: `${head}: no route (${result.error})` };
   }
-  const tunnel = mine.find((u) => u.profile.table === result.table && u.profile.interface === result.dev);
+  if (marked?.profile.proxy && result.table === marked.profile.table) {
+    const line = `${head}: to the proxy at ${proxyEndpoint(marked.profile.proxy, q.family)} (profile ${marked.profile.name}: marked 0x${marked.profile.fwmark.toString(16)} by nftables, TPROXY; rule fwmark -> table ${result.table}, local)`;
+    return { ...base, verdict: 'proxy', profile: marked.profile.name, table: result.table, interface: result.dev, headline: line, summary: line };
+  }
+  const tunnel = mine.find((u) => !u.profile.proxy && u.profile.table === result.table && u.profile.interface === result.dev);
   if (tunnel) {
     // A forwarded packet keeps the client's source up to the tunnel, where it is masqueraded.
     const masq = q.iif && tunnel.profile.masquerade ? facts.interfaces.get(tunnel.profile.interface)?.addresses[q.family][0] : undefined;

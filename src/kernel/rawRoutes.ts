@@ -35,10 +35,11 @@ const RTA_PREFSRC = 7;
 const RTA_MULTIPATH = 9;
 const RTA_TABLE = 15;
 const AF: Record<Family, number> = { 4: 2, 6: 10 };
-const TYPE_NUM: Record<RouteType, number> = { unicast: 1, unreachable: 7, throw: 9 };
-const TYPE_OF: Record<number, RouteType> = { 1: 'unicast', 7: 'unreachable', 9: 'throw' };
+const TYPE_NUM: Record<RouteType, number> = { unicast: 1, local: 2, unreachable: 7, throw: 9 };
+const TYPE_OF: Record<number, RouteType> = { 1: 'unicast', 2: 'local', 7: 'unreachable', 9: 'throw' };
 const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_LINK = 253;
+const RT_SCOPE_HOST = 254;
 const RT_SCOPE_NOWHERE = 255;
 
 /** A dumped route, minimal: full specs only for our tag, a short text for the rest. */
@@ -181,7 +182,7 @@ export class RawRoutes {
           const t = TYPE_OF[type];
           if (protocol === tag && t && !gateway && srcLen === 0) {
             const spec: RouteSpec = { family, table, type: t, dst: dstText, metric, protocol };
-            if (t === 'unicast') {
+            if (t === 'unicast' || t === 'local') {
               if (oif !== undefined) spec.dev = ifname(oif) ?? `if${oif}`;
               if (prefsrc) spec.src = prefsrc;
             }
@@ -203,7 +204,7 @@ export class RawRoutes {
     if (dstLen > 0 || r.family === 6) attrs.push([RTA_DST, alen]);
     attrs.push([RTA_TABLE, 4], [RTA_PRIORITY, 4]);
     let oif: number | undefined;
-    if (r.type === 'unicast' && op !== 'delete' && r.dev) {
+    if ((r.type === 'unicast' || r.type === 'local') && op !== 'delete' && r.dev) {
       oif = ifindex(r.dev);
       if (oif === undefined) throw new WgsplitError('NO_INTERFACE', `interface ${r.dev} does not exist`);
       attrs.push([RTA_OIF, 4]);
@@ -224,7 +225,7 @@ export class RawRoutes {
     b[o + 5] = r.protocol;
     // iproute2's choice: a unicast route without a gateway is scope link; throw and
     // unreachable are universe; a delete matches any scope with NOWHERE.
-    b[o + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : r.type === 'unicast' ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+    b[o + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : r.type === 'unicast' ? RT_SCOPE_LINK : r.type === 'local' ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
     b[o + 7] = TYPE_NUM[r.type];
     o += 12;
     for (const [type, l] of attrs) {

@@ -6,7 +6,8 @@
  */
 import type { Family } from './prefix.js';
 
-export type RouteType = 'unicast' | 'throw' | 'unreachable';
+/** `local`: proxy profiles' `local default dev lo` (deliver to this host, where TPROXY's socket waits). */
+export type RouteType = 'unicast' | 'throw' | 'unreachable' | 'local';
 
 export interface RouteSpec {
   family: Family;
@@ -15,7 +16,7 @@ export interface RouteSpec {
   dst: string; // canonical prefix text
   metric: number;
   protocol: number;
-  dev?: string; // unicast only
+  dev?: string; // unicast and local only
   src?: string; // preferred source (RTA_PREFSRC), unicast only
 }
 

@@ -64,7 +64,7 @@ export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
     const head = isNftOp(o)
       ? `${o.profile && o.profile !== 'wgsplit' ? `profile ${o.profile}` : 'wgsplit'}, nftables:`
       : o.kind === 'sysctl'
-        ? 'sysctl (fwmark mode):'
+        ? 'sysctl:'
         : `${o.profile ? `profile ${o.profile}` : `no profile (table ${table})`}, IPv${fam}:`;
     (groups.get(head) ?? groups.set(head, []).get(head)!).push(o);
   }

@@ -11,7 +11,8 @@ import type { Profile } from './types.js';
 
 export function usesMarks(p: Profile): boolean {
   // Gateway mode (`from` with interfaces or prefixes) marks forwarded packets in prerouting.
-  return p.mode === 'fwmark' || hasApps(p) || hasDomains(p) || isGateway(p.from);
+  // Proxy profiles mark what goes to the proxy (output and prerouting).
+  return p.mode === 'fwmark' || hasApps(p) || hasDomains(p) || isGateway(p.from) || p.proxy !== undefined;
 }
 
 /** Profiles with include_domains / exclude_domains match destinations by nftables sets dnsmasq fills. */

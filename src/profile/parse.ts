@@ -10,6 +10,7 @@ import { IFNAME, DEFAULT_FWMARK, DEFAULT_FWMARK_MASK, TAILSCALE_MARK_MASK, WGQUI
 import type { Range } from '../model/rule.js';
 import { parseApps } from './apps.js';
 import { isGateway, parseFrom } from './from.js';
+import { parseProxy, PROXY_INTERFACE, PROXY_PROTOCOLS } from './proxy.js';
 import { locate, locateValue } from './locate.js';
 import { profileSchema, PROFILE_KEYS } from './schema.js';
 import { parseDomainLists } from './domains.js';
@@ -89,7 +90,9 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
   }
   const raw = parsed.data;
 
-  if (!IFNAME.test(raw.interface)) at(`interface "${raw.interface}" is not a valid interface name (1-15 characters, no "/" or spaces)`, 'interface');
+  if (raw.interface === undefined && raw.proxy_port === undefined) at('missing required key "interface" (the WireGuard interface, e.g. "wg0"), or proxy_port for a local transparent proxy');
+  const iface = raw.interface ?? PROXY_INTERFACE;
+  if (raw.interface !== undefined && !IFNAME.test(raw.interface)) at(`interface "${raw.interface}" is not a valid interface name (1-15 characters, no "/" or spaces)`, 'interface');
 
   const table = raw.table ?? DEFAULT_TABLE;
   if (table < 0 || table > 0xffffffff) atValue(`table ${table} is out of range (1-4294967295)`, 'table');
@@ -160,9 +163,10 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
   if ((domains.include.length || domains.exclude.length) && (apps !== undefined || excludeApps !== undefined)) {
     atValue('apps / exclude_apps and include_domains / exclude_domains cannot be combined in one profile yet; use two profiles (each with its own table, priority and fwmark)', raw.include_domains ? 'include_domains' : 'exclude_domains');
   }
-  const from = parseFrom(raw.from, raw.interface, at, atValue);
+  const from = parseFrom(raw.from, iface, at, atValue);
   if (uids.length && raw.from !== undefined && !from.host) atValue('uids select the host\'s own processes, and from has no "host": forwarded packets carry no uid (add "host" to from, or remove uids)', 'uids');
-  if (raw.masquerade !== undefined && !isGateway(from)) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
+  const proxied = parseProxy(raw, { from, families, protocols, fwmark, fwmarkMask, at, atValue, ranges: parseRanges });
+  if (raw.masquerade !== undefined && !isGateway(from) && raw.proxy_port === undefined) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
 
   if (problems.length) return { problems };
   return {
@@ -170,7 +174,7 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
     profile: {
       name: profileName(file),
       file,
-      interface: raw.interface,
+      interface: iface,
       table,
       priority,
       protocols,
@@ -195,6 +199,7 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
       from,
       masquerade: raw.masquerade ?? true,
       counters: raw.counters ?? true,
+      ...(proxied.proxy ? { proxy: proxied.proxy, protocols: protocols ?? PROXY_PROTOCOLS, families: proxied.families, masquerade: false } : {}),
     },
   };
 }

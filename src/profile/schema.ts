@@ -10,7 +10,8 @@ const stringList = z.array(z.string());
 
 export const profileSchema = z
   .object({
-    interface: z.string({ required_error: 'missing required key "interface" (the WireGuard interface, e.g. "wg0")' }),
+    // Required unless proxy_port is set (parse.ts says so with a position).
+    interface: z.string().optional(),
     table: z.number().int().optional(),
     priority: z.number().int().optional(),
     protocols: stringList.optional(),
@@ -35,6 +36,10 @@ export const profileSchema = z
     from: stringList.optional(),
     masquerade: z.boolean().optional(),
     counters: z.boolean().optional(),
+    proxy_port: z.number().int().optional(),
+    proxy_address: z.union([z.string(), stringList]).optional(),
+    bypass_uids: z.array(portOrRange).optional(),
+    bypass_mark: z.number().int().optional(),
   })
   .strict();
 

@@ -57,6 +57,12 @@ export interface Profile {
   masquerade: boolean;
   /** per-profile traffic counters in wgsplit's nft table (compile/counters.ts) */
   counters: boolean;
+  /**
+   * Proxy target (`proxy_port`): matching traffic goes to a local transparent proxy
+   * (TPROXY) instead of an interface. `interface` is then PROXY_INTERFACE ("lo": where the
+   * table's `local default` route delivers), which is also the name `up`/`down` take.
+   */
+  proxy?: ProxyTarget;
   /** hash of the profile's text and its list files' contents (see reconcile's plan cache) */
   digest?: string;
 }
@@ -70,4 +76,15 @@ export interface FromSpec {
   /** interface names as nft `iifname` matches them: `br-*` is a prefix match */
   interfaces: string[];
   sources: PrefixSource[];
+}
+
+/** Where a proxy profile hands its traffic, and what keeps the proxy's own traffic out. */
+export interface ProxyTarget {
+  port: number;
+  /** the address TPROXY hands packets to, per family (default 127.0.0.1 / ::1) */
+  addresses: Partial<Record<Family, string>>;
+  /** the proxy's own uids (`bypass_uids`): their sockets are never diverted */
+  bypassUids: Range[];
+  /** the mark the proxy sets on its outbound sockets (`bypass_mark`, SO_MARK) */
+  bypassMark?: number;
 }

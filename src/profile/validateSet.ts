@@ -45,11 +45,11 @@ export function validateSet(profiles: Profile[], texts: Map<string, string>): Pr
       const text = texts.get(p.file) ?? '';
       const key = /^\s*fwmark\s*=/m.test(text)
         ? 'fwmark'
-        : /^\s*mode\s*=/m.test(text) || (!hasApps(p) && !hasDomains(p) && !isGateway(p.from))
+        : /^\s*mode\s*=/m.test(text) || (!hasApps(p) && !hasDomains(p) && !isGateway(p.from) && !p.proxy)
           ? 'mode'
-          : (['apps', 'exclude_apps', 'include_domains', 'exclude_domains', 'from'].find((k) => new RegExp(`^\\s*${k}\\s*=`, 'm').test(text)) ?? 'mode');
+          : (['apps', 'exclude_apps', 'include_domains', 'exclude_domains', 'from', 'proxy_port'].find((k) => new RegExp(`^\\s*${k}\\s*=`, 'm').test(text)) ?? 'mode');
       const pos = where(p, key);
-      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each fwmark-mode profile (and each with apps, include_domains / exclude_domains or a gateway from) its own fwmark` });
+      problems.push({ file: p.file, line: pos.line, col: pos.col, message: `fwmark 0x${p.fwmark.toString(16)} is also used by profile "${first.name}"; give each profile that marks packets (fwmark mode, apps, include_domains / exclude_domains, a gateway from) or proxy profile its own fwmark` });
     } else marks.set(p.fwmark, p);
   }
   return problems;

@@ -23,6 +23,7 @@ import type { DnsmasqPort, DnsmasqSync } from '../dnsmasq/dnsmasq.js';
 import { cacheStale, renderDropin } from '../dnsmasq/dropin.js';
 import { FORWARDING_SYSCTL } from '../compile/gatewayUnit.js';
 import { isGateway } from '../profile/from.js';
+import { PROXY_INTERFACE } from '../profile/proxy.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -81,7 +82,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   // sysctls: only those of the selected profiles' interfaces are in scope for up/down.
   const sysPaths = [...new Set([...(desired.sysctls ?? []).map((x) => x.path), ...Object.keys(changedSysctls)])].filter(
-    (path) => cmd.kind === 'apply' || path.split('/')[3] === cmd.iface,
+    (path) => cmd.kind === 'apply' || path.split('/')[3] === cmd.iface || (cmd.iface === PROXY_INTERFACE && path.startsWith('net/bridge/')),
   );
   if (sysPaths.length && kernel.readSysctls) {
     observed.sysctls = await kernel.readSysctls(sysPaths);

@@ -29,6 +29,7 @@ async function destinations(dst: string): Promise<{ name?: string; addresses: st
     throw new WgsplitError('ENVIRONMENT', `cannot resolve ${name.name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
 }
+import { proxyListeners } from '../../kernel/listeners.js';
 
 export async function explainCommand(ctx: Context): Promise<number> {
   const o = ctx.args.explain;
@@ -83,7 +84,10 @@ export async function explainCommand(ctx: Context): Promise<number> {
       ctx.out(e.headline + '\n');
       if (result.ok) ctx.out(`  kernel: table ${tableName(result.table)}, dev ${result.dev ?? '-'}${result.gateway ? `, via ${result.gateway}` : ''}${result.src ? `, src ${result.src}` : ''}${marked ? `, looked up with mark 0x${marked.profile.fwmark.toString(16)}` : ''}\n`);
       if (c.desired.domainFeeds?.some((f) => f.family === family)) ctx.out(`  domain sets: ${sets.length ? `in ${sets.join(', ')} (learned by dnsmasq)` : 'in none'}\n`);
-      for (const v of e.profiles) ctx.out(`  profile ${v.profile} (${v.mode} mode): ${v.reason}\n`);
+      const kind = (n: string, mode: string) => (profiles.find((p) => p.name === n)?.proxy ? 'proxy' : `${mode} mode`);
+      for (const v of e.profiles) ctx.out(`  profile ${v.profile} (${kind(v.profile, v.mode)}): ${v.reason}\n`);
+      const proxy = e.verdict === 'proxy' ? profiles.find((p) => p.name === e.profile)?.proxy : undefined;
+      if (proxy && q.proto && q.proto !== 'icmp' && !proxyListeners(proxy.port)[q.family][q.proto]) ctx.out(`  note: nothing listens on port ${proxy.port} for ${q.proto} (IPv${q.family}): this packet would be refused (not leaked) until the proxy runs\n`);
     }
     if (ctx.args.json) ctx.out(JSON.stringify(name ? json : json[0], null, 1) + '\n');
     else if (c.plan.ops.length) ctx.out(`  note: the kernel differs from the profiles (${c.plan.ops.length} change${c.plan.ops.length > 1 ? 's' : ''} pending; see wgsplit diff)\n`);

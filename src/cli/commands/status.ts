@@ -8,6 +8,7 @@ import type { Context } from '../context.js';
 import { networkdNeedsDropIn } from '../../daemon/culprit.js';
 import { unitStats, type UnitStats } from '../../metrics/stats.js';
 import { trafficText } from '../units.js';
+import { proxyStatus, proxyStatusLine } from './proxyStatus.js';
 
 export async function status(ctx: Context): Promise<number> {
   const { profiles, dir } = loadProfileDir(ctx.args.config);
@@ -46,6 +47,7 @@ export async function status(ctx: Context): Promise<number> {
           .filter((u) => u.status === 'active' || u.status === 'down')
           .flatMap((u) => u.feeds ?? [])
           .map((f) => ({ set: f.set, names: f.domains, learned: c.observed.nft?.sets.find((s) => s.name === f.set)?.elements.length ?? 0 })),
+        ...(p.proxy ? { proxy: proxyStatus(p, units) } : {}),
       };
     });
     const orphans = c.plan.ops.filter((o) => o.op === 'delete' && !o.profile).length;
@@ -62,7 +64,8 @@ export async function status(ctx: Context): Promise<number> {
     for (const p of report) {
       const i = p.interface;
       ctx.out(`profile ${p.profile} (${p.file})\n`);
-      ctx.out(`  interface ${i.name}: ${i.exists ? (i.up ? 'up' : 'down') : 'absent'}${i.addresses.length ? ', ' + i.addresses.join(', ') : ''}\n`);
+      if (p.proxy) ctx.out(`  ${proxyStatusLine(p.proxy)}\n`);
+      else ctx.out(`  interface ${i.name}: ${i.exists ? (i.up ? 'up' : 'down') : 'absent'}${i.addresses.length ? ', ' + i.addresses.join(', ') : ''}\n`);
       ctx.out(`  table ${p.table}, priority ${p.priority}\n`);
       for (const f of p.families) {
         const where =
@@ -75,7 +78,7 @@ export async function status(ctx: Context): Promise<number> {
                 : 'up';
         const sync = f.status === 'absent' ? '' : f.drift === 0 ? ', in sync' : `, DRIFT (${f.drift} difference${f.drift > 1 ? 's' : ''}; see wgsplit diff)`;
         const state = where + sync;
-        ctx.out(`  ${f.family} (${f.mode} mode): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
+        ctx.out(`  ${f.family} (${p.proxy ? 'proxy, nftables marks' : `${f.mode} mode`}): ${state}: ${f.rules.installed}/${f.rules.wanted} rules, ${f.routes.installed}/${f.routes.wanted} routes\n`);
         if (f.counters) ctx.out(`    traffic: ${trafficText({ out: f.counters.out ?? undefined, in: f.counters.in ?? undefined }, ctx.isTTY)}\n`);
         for (const n of f.notes) if (/^mode |endpoint|IPv6 is blocked|^waiting for cgroup|^gateway: |^the host.s own traffic is not/.test(n)) ctx.out(`    ${n}\n`);
       }
