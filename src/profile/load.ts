@@ -94,6 +94,7 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
   }
   // Names in `uids` resolve at load: an LDAP user whose uid changed changes the compile.
   digest.update(`\0uids\0${JSON.stringify(p.uids)}`);
+  if (p.proxy) digest.update(`\0bypass_uids\0${JSON.stringify(p.proxy.bypassUids)}`);
   p.digest = digest.digest('hex');
 }
 

@@ -165,7 +165,7 @@ export function parseProfile(file: string, text: string, opts: ParseOptions = {}
   }
   const from = parseFrom(raw.from, iface, at, atValue);
   if (uids.length && raw.from !== undefined && !from.host) atValue('uids select the host\'s own processes, and from has no "host": forwarded packets carry no uid (add "host" to from, or remove uids)', 'uids');
-  const proxied = parseProxy(raw, { from, families, protocols, fwmark, fwmarkMask, at, atValue, ranges: parseRanges });
+  const proxied = parseProxy(raw, { from, families, protocols, fwmark, fwmarkMask, at, atValue, ranges: (key, list, min, max, at) => parseRanges(key, list, min, max, at, opts.resolveUser ?? noResolver) });
   if (raw.masquerade !== undefined && !isGateway(from) && raw.proxy_port === undefined) atValue('masquerade applies to forwarded traffic only: from lists no interface or source prefix', 'masquerade');
 
   if (problems.length) return { problems };

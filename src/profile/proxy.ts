@@ -73,11 +73,10 @@ export function parseProxy(
     addresses[6] = DEFAULT_PROXY_ADDRESS[6];
   }
 
-  // TODO(names): `uids` takes numbers and ranges only in this branch; when it learns user
-  // names (another helper's work), resolve bypass_uids' names the same way.
+  // Numbers, ranges, or user names resolved through NSS like `uids` (load.ts hands the
+  // resolver to the parser).
   const bypassUids: Range[] = [];
   (raw.bypass_uids ?? []).forEach((v, i) => {
-    if (typeof v === 'string' && /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(v)) return at(`bypass_uids[${i}]: "${v}" is a user name; user names are not resolved yet: write the uid (\`id -u ${v}\`)`, 'bypass_uids', i);
     // One element at a time, so problems keep the element's own index.
     bypassUids.push(...ctx.ranges('bypass_uids', [v], 0, MAX_UID, (m) => at(m.replace(/^bypass_uids\[0\]/, `bypass_uids[${i}]`), 'bypass_uids', i)));
   });
