@@ -37,7 +37,7 @@ import type { Range } from '../model/rule.js';
 import type { Protocol } from '../profile/types.js';
 import { mergeNft } from '../model/nft.js';
 import type { Unit } from './desired.js';
-import { familyTag, hex, ident, selectorStatements } from './nftFwmark.js';
+import { familyTag, hex, ident, selectorStatements, type MarkInput } from './nftFwmark.js';
 
 export const COUNTER_CHAINS: Record<'out' | 'in', NftChain> = {
   out: { name: 'counters_out', type: 'filter', hook: 'postrouting', priority: 300, policy: 'accept', owner: 'wgsplit' },
@@ -52,16 +52,8 @@ export function counterKey(profile: string, family: Family, dir: Direction): str
   return `${ident(profile)}/${familyTag(family)}/count-${dir}`;
 }
 
-export interface CounterInput {
-  profile: string;
-  family: Family;
-  iface: string;
+export interface CounterInput extends MarkInput {
   mode: 'rule' | 'fwmark';
-  mark: number;
-  mask: number;
-  protocols?: Protocol[];
-  dports: Range[];
-  sports: Range[];
   uids: Range[];
 }
 

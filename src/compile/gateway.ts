@@ -39,7 +39,7 @@ import { BASE_CHAINS, type NftRule, type NftState } from '../model/nft.js';
 import { formatPrefix, type Family, type Prefix } from '../model/prefix.js';
 import type { Range } from '../model/rule.js';
 import type { FromSpec, Protocol } from '../profile/types.js';
-import { familyTag, hex, ident, ipKeyword, selectorStatements } from './nftFwmark.js';
+import { familyTag, hex, ident, ipKeyword, selectorStatements, type MarkInput } from './nftFwmark.js';
 
 /** WireGuard's default MTU (wg-quick, wireguard-go), used while the interface's is unknown. */
 export const DEFAULT_TUNNEL_MTU = 1420;
@@ -57,15 +57,7 @@ export function gatewaySelection(from: FromSpec, family: Family): GatewaySelecti
   return from.interfaces.length || sources.length ? { interfaces: from.interfaces, sources } : undefined;
 }
 
-export interface GatewayInput extends GatewaySelection {
-  profile: string;
-  family: Family;
-  iface: string;
-  mark: number;
-  mask: number;
-  protocols?: Protocol[];
-  dports: Range[];
-  sports: Range[];
+export interface GatewayInput extends GatewaySelection, MarkInput {
   /** fwmark mode: the include/exclude sets the mark must test (rule mode: T decides) */
   destSets?: { include: string; exclude: string };
   /** emit the masquerade rules (`masquerade`) */

@@ -33,7 +33,8 @@ const L4: Record<Protocol, Record<Family, string>> = { tcp: { 4: 'tcp', 6: 'tcp'
 export const familyTag = (f: Family) => (f === 4 ? 'v4' : 'v6');
 export const ipKeyword = (f: Family) => (f === 4 ? 'ip' : 'ip6');
 
-export interface FwmarkInput {
+/** What every marking part of a unit knows: whose, which family, the mark, the selectors. */
+export interface MarkInput {
   profile: string;
   family: Family;
   iface: string;
@@ -42,6 +43,9 @@ export interface FwmarkInput {
   protocols?: Protocol[];
   dports: Range[];
   sports: Range[];
+}
+
+export interface FwmarkInput extends MarkInput {
   uids: Range[];
   include: Prefix[];
   exclude: Prefix[];

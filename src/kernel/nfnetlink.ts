@@ -123,39 +123,54 @@ export class Nfnl {
     return Math.max(16 << 10, size - 4096);
   }
 
-  /** One dump: every answer message's (type, buffer, offset of attributes, end). */
-  dump(msg: number, body: Buffer, onMsg: (buf: Buffer, attrStart: number, end: number) => void, timeoutMs = 10_000): Promise<void> {
-    const seq = ++this.seq;
-    const req = message(nftType(msg), F_REQUEST | F_DUMP, seq, body);
+  /**
+   * Send one request (or batch) and hand every answer message to `each`, until it returns
+   * a result: `{ done: value }` resolves, an Error rejects. One exchange at a time per
+   * socket (the answers of two would mix).
+   */
+  private exchange<T>(req: Buffer, each: (type: number, seq: number, buf: Buffer, off: number, len: number) => { done: T } | Error | undefined, timeoutMs: number, what: string): Promise<T> {
     return new Promise((resolve, reject) => {
       this.sock.ref();
-      const timer = setTimeout(() => finish(new Error('nfnetlink dump timed out')), timeoutMs);
-      const finish = (e?: Error) => {
+      const timer = setTimeout(() => finish(new Error(`${what}: no answer`)), timeoutMs);
+      const finish = (e?: Error, value?: T) => {
         clearTimeout(timer);
         this.sink = undefined;
         this.sock.unref();
         if (e) reject(e);
-        else resolve();
+        else resolve(value as T);
       };
       this.sink = (buf) => {
-        let off = 0;
-        while (off + 16 <= buf.length) {
+        for (let off = 0; off + 16 <= buf.length; ) {
           const len = buf.readUInt32LE(off);
           if (len < 16 || off + len > buf.length) break;
-          const type = buf.readUInt16LE(off + 4);
-          if (buf.readUInt32LE(off + 8) === seq) {
-            if (type === NLMSG_DONE) return finish();
-            if (type === NLMSG_ERROR) {
-              const errno = -buf.readInt32LE(off + 16);
-              return finish(errno ? new NfnlError(errno, 'nf_tables dump') : undefined);
-            }
-            onMsg(buf, off + 20, off + len);
-          }
+          const r = each(buf.readUInt16LE(off + 4), buf.readUInt32LE(off + 8), buf, off, len);
+          if (r instanceof Error) return finish(r);
+          if (r) return finish(undefined, r.done);
           off += (len + 3) & ~3;
         }
       };
       this.sock.send(req, {}, (err?: Error) => err && finish(err));
     });
+  }
+
+  /** One dump: every answer message's buffer, offset of its attributes, and end. */
+  dump(msg: number, body: Buffer, onMsg: (buf: Buffer, attrStart: number, end: number) => void, timeoutMs = 10_000): Promise<void> {
+    const seq = ++this.seq;
+    return this.exchange<void>(
+      message(nftType(msg), F_REQUEST | F_DUMP, seq, body),
+      (type, s, buf, off, len) => {
+        if (s !== seq) return undefined;
+        if (type === NLMSG_DONE) return { done: undefined };
+        if (type === NLMSG_ERROR) {
+          const errno = -buf.readInt32LE(off + 16);
+          return errno ? new NfnlError(errno, 'nf_tables dump') : { done: undefined };
+        }
+        onMsg(buf, off + 20, off + len);
+        return undefined;
+      },
+      timeoutMs,
+      'nf_tables dump',
+    );
   }
 
   /**
@@ -165,38 +180,22 @@ export class Nfnl {
    */
   generation(timeoutMs = 5000): Promise<number> {
     const seq = ++this.seq;
-    const req = message(nftType(MSG.GETGEN), F_REQUEST, seq, Buffer.alloc(0), 0);
-    return new Promise((resolve, reject) => {
-      this.sock.ref();
-      const timer = setTimeout(() => finish(new Error('nf_tables: no generation answer')), timeoutMs);
-      const finish = (e?: Error, gen?: number) => {
-        clearTimeout(timer);
-        this.sink = undefined;
-        this.sock.unref();
-        if (e) reject(e);
-        else resolve(gen!);
-      };
-      this.sink = (buf) => {
-        let off = 0;
-        while (off + 16 <= buf.length) {
-          const len = buf.readUInt32LE(off);
-          if (len < 16 || off + len > buf.length) break;
-          const type = buf.readUInt16LE(off + 4);
-          if (buf.readUInt32LE(off + 8) === seq) {
-            if (type === NLMSG_ERROR) {
-              const errno = -buf.readInt32LE(off + 16);
-              if (errno) return finish(new NfnlError(errno, 'nf_tables generation'));
-            } else if (type === nftType(MSG.NEWGEN)) {
-              let gen: number | undefined;
-              eachAttr(buf, off + 20, off + len, (t, o) => t === 1 && (gen = buf.readUInt32BE(o)));
-              if (gen !== undefined) return finish(undefined, gen);
-            }
-          }
-          off += (len + 3) & ~3;
+    return this.exchange<number>(
+      message(nftType(MSG.GETGEN), F_REQUEST, seq, Buffer.alloc(0), 0),
+      (type, s, buf, off, len) => {
+        if (s !== seq) return undefined;
+        if (type === NLMSG_ERROR) {
+          const errno = -buf.readInt32LE(off + 16);
+          return errno ? new NfnlError(errno, 'nf_tables generation') : undefined;
         }
-      };
-      this.sock.send(req, {}, (err?: Error) => err && finish(err));
-    });
+        if (type !== nftType(MSG.NEWGEN)) return undefined;
+        let gen: number | undefined;
+        eachAttr(buf, off + 20, off + len, (t, o) => t === 1 && (gen = buf.readUInt32BE(o)));
+        return gen === undefined ? undefined : { done: gen };
+      },
+      timeoutMs,
+      'nf_tables generation',
+    );
   }
 
   /**
@@ -211,39 +210,20 @@ export class Nfnl {
       n++;
       return ++this.seq;
     });
+    if (n === 0) return Promise.resolve();
     const begin = message(NFNL_MSG_BATCH_BEGIN, F_REQUEST, first, Buffer.alloc(0), 0, NFNL_SUBSYS_NFTABLES);
     const end = message(NFNL_MSG_BATCH_END, F_REQUEST, ++this.seq, Buffer.alloc(0), 0, NFNL_SUBSYS_NFTABLES);
-    const lo = first + 1;
-    const hi = first + n;
-    return new Promise((resolve, reject) => {
-      if (n === 0) return resolve();
-      let answered = 0;
-      let failure: Error | undefined;
-      this.sock.ref();
-      const timer = setTimeout(() => finish(new Error('nf_tables batch: no answer')), timeoutMs);
-      const finish = (e?: Error) => {
-        clearTimeout(timer);
-        this.sink = undefined;
-        this.sock.unref();
-        if (e) reject(e);
-        else resolve();
-      };
-      this.sink = (buf) => {
-        let off = 0;
-        while (off + 16 <= buf.length) {
-          const len = buf.readUInt32LE(off);
-          if (len < 16 || off + len > buf.length) break;
-          const seq = buf.readUInt32LE(off + 8);
-          if (buf.readUInt16LE(off + 4) === NLMSG_ERROR && seq >= lo && seq <= hi) {
-            const errno = -buf.readInt32LE(off + 16);
-            if (errno && !failure) failure = new NfnlError(errno, 'nf_tables transaction');
-            answered++;
-            if (answered === n || failure) return finish(failure);
-          }
-          off += (len + 3) & ~3;
-        }
-      };
-      this.sock.send(Buffer.concat([begin, ...msgs, end]), {}, (err?: Error) => err && finish(err));
-    });
+    let answered = 0;
+    return this.exchange<void>(
+      Buffer.concat([begin, ...msgs, end]),
+      (type, seq, buf, off) => {
+        if (type !== NLMSG_ERROR || seq <= first || seq > first + n) return undefined;
+        const errno = -buf.readInt32LE(off + 16);
+        if (errno) return new NfnlError(errno, 'nf_tables transaction');
+        return ++answered === n ? { done: undefined } : undefined;
+      },
+      timeoutMs,
+      'nf_tables batch',
+    );
   }
 }
