@@ -29,6 +29,8 @@ export class LinuxKernel implements KernelPort {
   private ifindex = new Map<string, number>();
   private ifname = new Map<number, string>();
   readonly notes: string[] = [];
+  /** links dumped by interfaceFacts and not yet used by an observe (see observe) */
+  private linksFresh = false;
 
   private async refreshLinks() {
     const links = await this.nl.links(true);
@@ -37,11 +39,16 @@ export class LinuxKernel implements KernelPort {
     return links;
   }
 
-  async interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>> {
+  async interfaceFacts(names: string[], opts: { endpointsOf?: string[] } = {}): Promise<Map<string, InterfaceFacts>> {
     const links = await this.refreshLinks();
+    this.linksFresh = true;
+    const wanted = [...new Set(names)];
+    // `wg show` is a child process: start it first, it runs while we read the addresses.
+    const ask = wanted.filter((n) => links.some((l) => l.name === n) && (!opts.endpointsOf || opts.endpointsOf.includes(n)));
+    const wgs = new Map(ask.map((n) => [n, wgEndpoints(n)]));
     const addrs = await this.nl.addresses();
     const out = new Map<string, InterfaceFacts>();
-    for (const name of new Set(names)) {
+    for (const name of wanted) {
       const link = links.find((l) => l.name === name);
       if (!link) {
         out.set(name, { name, exists: false, up: false, addresses: { 4: [], 6: [] }, endpoints: [] });
@@ -51,7 +58,7 @@ export class LinuxKernel implements KernelPort {
       // Link-local IPv6 addresses cannot be a source for routed traffic.
       const v6 = mine.filter((a) => a.family === 6 && !a.address.startsWith('fe80:')).map((a) => a.address);
       const v4 = mine.filter((a) => a.family === 4).map((a) => a.address);
-      const wg = await wgEndpoints(name);
+      const wg = (await wgs.get(name)) ?? { endpoints: [] };
       if (wg.note) this.notes.push(wg.note);
       const rp = (await this.readSysctls([`net/ipv4/conf/${name}/rp_filter`]))[`net/ipv4/conf/${name}/rp_filter`];
       out.set(name, { name, exists: true, up: link.up, addresses: { 4: v4, 6: v6 }, endpoints: wg.endpoints, rpFilter: rp });
@@ -62,7 +69,10 @@ export class LinuxKernel implements KernelPort {
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await observeNft();
-    await this.refreshLinks();
+    // The observe right after interfaceFacts (computePlan's) reuses its link dump; every
+    // later one (the read-back after writing, the next watcher run) dumps them again.
+    if (this.linksFresh) this.linksFresh = false;
+    else await this.refreshLinks();
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
       if (opts.routes === false) continue;

@@ -25,15 +25,20 @@ export interface Computed {
   allFacts: Facts;
   scope: Set<number>;
   plan: Plan;
+  /** the state file as read once at the start of this run (the caller holds the lock) */
+  owned: OwnedTables;
 }
 
 /** Everything short of writing: the plan `diff`, `--dry-run` and apply share. */
 export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean } = {}): Promise<Computed> {
   const selected = cmd.kind === 'apply' ? profiles : profiles.filter((p) => p.interface === cmd.iface);
-  const ifaceFacts = await kernel.interfaceFacts(selected.map((p) => p.interface));
-  if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface])).get(cmd.iface))?.exists) {
+  // WireGuard endpoints are excluded only by profiles that can match UDP (compile.ts).
+  const endpointsOf = profiles.filter((p) => p.protocols === undefined || p.protocols.includes('udp')).map((p) => p.interface);
+  const ifaceFacts = await kernel.interfaceFacts(selected.map((p) => p.interface), { endpointsOf });
+  if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface], { endpointsOf })).get(cmd.iface))?.exists) {
     throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (wg-quick runs PostUp after creating it; check the name)`);
   }
+  // Read once per run: the caller holds the lock, so nobody else writes it meanwhile.
   const owned = state.load();
   const ruleSelectors = await selectorsFor(kernel, state, owned, profiles);
   const mayUseNft = profiles.some((p) => p.mode === 'fwmark' || (p.mode === 'auto' && !ruleSelectors.supported));
@@ -53,7 +58,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   // The nftables table is one for all fwmark profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft) {
     const others = profiles.filter((p) => !selected.includes(p));
-    const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
+    const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface), { endpointsOf });
     for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
     desired.nft = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors })).nft;
   }
@@ -74,7 +79,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
     for (const [t, o] of Object.entries(owned.tables)) if (o.interface === cmd.iface) scope.add(Number(t));
   }
   for (const u of desired.units) scope.add(u.profile.table);
-  return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope) };
+  return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope), owned };
 }
 
 /** The rule-selector probe, run once per boot and kernel, only when a profile says auto. */
@@ -88,9 +93,8 @@ async function selectorsFor(kernel: KernelPort, state: StateStore, owned: OwnedT
     throw new WgsplitError('ENVIRONMENT', 'permission denied: wgsplit needs root (CAP_NET_ADMIN) to read and change policy routing');
   }
   if (r.definitive === false) return { supported: r.supported, missing: r.missing };
-  const fresh = state.load();
-  fresh.probe = { key, supported: r.supported, missing: r.missing };
-  state.save(fresh);
+  owned.probe = { key, supported: r.supported, missing: r.missing };
+  state.save(owned);
   return { supported: r.supported, missing: r.missing };
 }
 
@@ -142,6 +146,11 @@ export async function applyCommand(
       await rollbackRoutes(kernel, c);
       throw err;
     }
+  }
+  // Nothing written, nothing to read back (the no-op `up` from every wg-quick PostUp).
+  if (!c.plan.ops.length) {
+    saveState(state, c, cmd, 'after');
+    return { ...c, written: 0 };
   }
   // Read back what can be stored differently than asked: rules (old kernels drop selectors
   // they do not know) and the nft table. Routes are not dumped again: every route request
@@ -268,7 +277,8 @@ async function removeUnseen(kernel: KernelPort, c: Computed, residue: Plan['ops'
  * seen up (after), and which interfaces `down` stopped.
  */
 function saveState(state: StateStore, c: Computed, cmd: Command, when: 'before' | 'after'): void {
-  const owned = state.load();
+  // The run's one copy (computePlan read it under the lock; 'before' updated it).
+  const owned = c.owned;
   const before = JSON.stringify(owned);
   owned.interfaces ??= {};
   let stopped = new Set(owned.stopped ?? []);
