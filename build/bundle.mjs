@@ -1,33 +1,44 @@
 /**
- * `npm run build`, step 2: bundle the CLI into dist/src/cli/main.js (overwriting what tsc
- * emitted there; `bin`, hooks/install.sh and the tests keep using that path), with the
- * commands that load heavy modules (watch: chokidar, execa; explain; export) split into
- * chunks loaded only when run.
+ * `npm run build`, step 2 (after tsc): the CLI as one bundled file with a V8 code cache.
+ *
+ *   dist/src/cli/wgsplit.cjs   every module of the CLI and its dependencies but netlink,
+ *                              one CommonJS file (esbuild)
+ *   dist/src/cli/main.js       the launcher (`bin`, hooks/install.sh and the tests keep this
+ *                              path; it replaces what tsc emitted there): compiles the bundle
+ *                              with vm.Script and V8's code cache, then runs it
+ *   dist/src/cli/wgsplit.cjs.cache   the code cache, written by the launcher itself
  *
  * WHY: a cold `wgsplit up` from wg-quick's PostUp spent ~150 ms over node's own start-up,
- * most of it before any work: resolving and loading ~60 module files, and node's ESM loader
+ * most of it before any work: resolving and loading ~60 module files, node's ESM loader
  * running cjs-module-lexer over every CommonJS file reachable from `import 'netlink'`
- * (nl80211 and ifla structs, 400 KB: ~90 ms here) to find named exports. One file skips the
- * resolution; loading netlink through require() skips the lexer.
+ * (nl80211 and ifla structs, 400 KB: ~90 ms here) to find named exports, and compiling
+ * zod, the TOML parser and our own code on every run. One file skips the resolution,
+ * require() skips the lexer, and the code cache skips most compiling. Node 20 has no
+ * module compile cache (module.enableCompileCache is 22.1+), but vm.Script takes V8's
+ * cachedData; that needs a script, not an ES module, hence CommonJS.
+ *
+ * The cache: V8 rejects one made by another node/V8 version or with other flags
+ * (script.cachedDataRejected), so a stale cache only costs the compile it would have
+ * saved. The launcher writes a fresh one (atomically, tmp + rename) at exit when there was
+ * none or it was rejected, after a run of a command that works on the kernel, so it also
+ * holds the functions such a run compiled lazily; where it may not write (a user without
+ * write access) it just runs.
  *
  * netlink stays outside the bundle: it loads its native addon relative to its own
- * __dirname (node-gyp-build). The `netlink` import is replaced by a shim that require()s
- * only the parts a name needs (see NETLINK_SHIM).
+ * __dirname (node-gyp-build). Its index pulls in nl80211 and every struct definition; the
+ * names wgsplit uses come from the small files that define them (NETLINK_SHIM).
  */
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outdir = `${root}dist/src/cli`;
 
-// Lazy per export name: the names wgsplit uses come from the small files that define them;
-// any other name loads the package's index (correct, only slower).
+// Any other name loads the package's index: correct, only slower.
 const NETLINK_SHIM = `
-import { createRequire } from 'node:module';
-const require = createRequire(import.meta.url);
 const where = { RawNetlinkSocket: 'netlink/dist/raw.js', createRtNetlink: 'netlink/dist/rt/rt.js', FlagsNew: 'netlink/dist/constants.js' };
-export default new Proxy({}, { get: (_t, name) => require(where[name] ?? 'netlink')[name] });
+module.exports = new Proxy({}, { get: (_t, name) => name === '__esModule' ? false : require(where[name] ?? 'netlink')[name] });
 `;
 
 const netlinkShim = {
@@ -38,26 +49,66 @@ const netlinkShim = {
   },
 };
 
-// Chunks of an earlier build (their names carry a content hash).
-rmSync(`${outdir}/chunks`, { recursive: true, force: true });
+const LAUNCHER = `#!/usr/bin/env node
+// Written by build/bundle.mjs: runs the bundled CLI (wgsplit.cjs) with V8's code cache.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import vm from 'node:vm';
 
+const KERNEL_COMMANDS = new Set(['up', 'down', 'apply', 'diff', 'status', 'explain', 'export', 'watch']);
+const file = fileURLToPath(new URL('./wgsplit.cjs', import.meta.url));
+const cacheFile = file + '.cache';
+let cachedData;
+try {
+  cachedData = readFileSync(cacheFile);
+} catch {
+  /* first run, or not built yet */
+}
+const wrapper = '(function (require, module, exports, __filename, __dirname, __wgsplitMainUrl) {' + readFileSync(file, 'utf8') + '\\n})';
+const script = new vm.Script(wrapper, { filename: file, cachedData });
+// Only a run that works on the kernel writes the cache: it holds what that run compiled,
+// and --version, --help or check would leave out the code every PostUp runs.
+const kernelRun = process.argv.slice(2).some((a) => KERNEL_COMMANDS.has(a));
+if ((!cachedData || script.cachedDataRejected) && kernelRun) {
+  process.once('exit', () => {
+    try {
+      const tmp = cacheFile + '.' + process.pid;
+      writeFileSync(tmp, script.createCachedData());
+      renameSync(tmp, cacheFile);
+    } catch {
+      /* read-only install, or not ours to write: run without */
+    }
+  });
+}
+const mod = { exports: {} };
+script.runInThisContext()(createRequire(file), mod, mod.exports, file, fileURLToPath(new URL('.', import.meta.url)), import.meta.url);
+`;
+
+rmSync(`${outdir}/chunks`, { recursive: true, force: true });
 const r = await build({
-  entryPoints: { main: `${root}src/cli/main.ts` },
-  outdir,
+  entryPoints: [`${root}src/cli/main.ts`],
+  outfile: `${outdir}/wgsplit.cjs`,
   bundle: true,
-  splitting: true,
-  chunkNames: 'chunks/[name]-[hash]',
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   external: ['netlink/*'],
   plugins: [netlinkShim],
-  // CommonJS dependencies (@iarna/toml) call require() for node's own modules.
-  banner: { js: "import { createRequire as __wgsplitRequire } from 'node:module';\nconst require = __wgsplitRequire(import.meta.url);" },
+  // The launcher passes main.js's URL: main.ts compares it with argv[1] and finds
+  // package.json relative to it.
+  define: { 'import.meta.url': '__wgsplitMainUrl' },
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,
-  allowOverwrite: true,
 });
+// main.ts's shebang is no JavaScript inside the launcher's function wrapper.
+const bundle = `${outdir}/wgsplit.cjs`;
+writeFileSync(bundle, readFileSync(bundle, 'utf8').replace(/^#!.*\n/, ''));
+chmodSync(bundle, 0o644);
+writeFileSync(`${outdir}/main.js`, LAUNCHER);
+chmodSync(`${outdir}/main.js`, 0o755);
+rmSync(`${outdir}/wgsplit.cjs.cache`, { force: true });
+rmSync(`${outdir}/main.js.map`, { force: true });
 const sizes = Object.entries(r.metafile.outputs).map(([f, o]) => `${f.replace(/.*\//, '')} ${(o.bytes / 1024).toFixed(0)} KiB`);
 process.stdout.write(`bundle: ${sizes.join(', ')}\n`);

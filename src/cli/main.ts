@@ -3,7 +3,7 @@
  * The CLI entry: argv -> command -> exit code. The one place that prints errors: one clear
  * line each (file:line:col for profiles), a stack only with --debug.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, WgsplitError } from '../errors.js';
 import { FileStateStore } from '../state/owned.js';
@@ -79,9 +79,11 @@ function report(ctx: Omit<Context, 'args'>, e: unknown, debug: boolean): number 
   return 3;
 }
 
-const isMain = process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);
+// No top-level await: the bundle build/bundle.mjs makes of this file is CommonJS (V8 caches
+// its compiled code, see there).
+const isMain = process.argv[1] && fileURLToPath(import.meta.url) === realpathSync(process.argv[1]);
 if (isMain) {
-  const code = await run(
+  void run(
     {
       out: (t) => process.stdout.write(t),
       err: (t) => process.stderr.write(t),
@@ -91,6 +93,7 @@ if (isMain) {
     },
     process.argv.slice(2),
     process.env,
-  );
-  process.exitCode = code;
+  ).then((code) => {
+    process.exitCode = code;
+  });
 }
