@@ -1,8 +1,8 @@
 /**
  * `npm run build`, step 2 (after tsc): the CLI as one bundled file with a V8 code cache.
  *
- *   dist/src/cli/wgsplit.cjs   every module of the CLI and its dependencies but netlink,
- *                              one CommonJS file (esbuild)
+ *   dist/src/cli/wgsplit.cjs   every module of the CLI and its dependencies, one CommonJS
+ *                              file (esbuild); netlink's native addon stays in node_modules
  *   dist/src/cli/main.js       the launcher (`bin`, hooks/install.sh and the tests keep this
  *                              path; it replaces what tsc emitted there): compiles the bundle
  *                              with vm.Script and V8's code cache, then runs it
@@ -24,9 +24,8 @@
  * holds the functions such a run compiled lazily; where it may not write (a user without
  * write access) it just runs.
  *
- * netlink stays outside the bundle: it loads its native addon relative to its own
- * __dirname (node-gyp-build). Its index pulls in nl80211 and every struct definition; the
- * names wgsplit uses come from the small files that define them (NETLINK_SHIM).
+ * netlink's JavaScript is bundled too, but not its index (it pulls in nl80211 and every
+ * struct definition): see NETLINK_SHIM; its native addon stays in node_modules.
  */
 import { build } from 'esbuild';
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,10 +34,17 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outdir = `${root}dist/src/cli`;
 
-// Any other name loads the package's index: correct, only slower.
+// The names wgsplit uses, each from the file that defines it (bundled, and initialised only
+// when first used: rules need rt.js and its struct tables, routes only raw.js). Any other
+// name loads the package's index at run time: correct, only slower.
 const NETLINK_SHIM = `
-const where = { RawNetlinkSocket: 'netlink/dist/raw.js', createRtNetlink: 'netlink/dist/rt/rt.js', FlagsNew: 'netlink/dist/constants.js' };
-module.exports = new Proxy({}, { get: (_t, name) => name === '__esModule' ? false : require(where[name] ?? 'netlink')[name] });
+const pick = {
+  RawNetlinkSocket: () => require('netlink/dist/raw.js').RawNetlinkSocket,
+  createRtNetlink: () => require('netlink/dist/rt/rt.js').createRtNetlink,
+  FlagsNew: () => require('netlink/dist/constants.js').FlagsNew,
+};
+const runtimeRequire = require;
+module.exports = new Proxy({}, { get: (_t, name) => name === '__esModule' ? false : pick[name] ? pick[name]() : runtimeRequire('netlink')[name] });
 `;
 
 const netlinkShim = {
@@ -46,6 +52,14 @@ const netlinkShim = {
   setup(b) {
     b.onResolve({ filter: /^netlink$/ }, () => ({ path: 'netlink', namespace: 'netlink-shim' }));
     b.onLoad({ filter: /.*/, namespace: 'netlink-shim' }, () => ({ contents: NETLINK_SHIM, loader: 'js', resolveDir: root }));
+    // netlink finds its native addon relative to its own files; from inside the bundle that
+    // is the installed package's directory.
+    b.onLoad({ filter: /netlink[\\/]dist[\\/]raw\.js$/ }, async (a) => {
+      const text = readFileSync(a.path, 'utf8');
+      const from = "require('node-gyp-build')(__dirname + '/..')";
+      if (!text.includes(from)) throw new Error(`netlink/dist/raw.js no longer loads its addon with ${from}: update build/bundle.mjs`);
+      return { contents: text.replace(from, "require('node-gyp-build')(require('path').dirname(require.resolve('netlink/package.json')))"), loader: 'js' };
+    });
   },
 };
 
@@ -93,7 +107,6 @@ const r = await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  external: ['netlink/*'],
   plugins: [netlinkShim],
   // The launcher passes main.js's URL: main.ts compares it with argv[1] and finds
   // package.json relative to it.
