@@ -10,7 +10,7 @@ import type { Op, Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
-import { errnoName, RawRoutes } from './rawRoutes.js';
+import { encodeRoute, errnoName, RawRoutes, routeMessageMax } from './rawRoutes.js';
 import { deleteNft, observeNft, replaceNft } from './nft.js';
 import { probeRuleSelectors } from './probe.js';
 import type { LookupQuery, LookupResult } from './lookup.js';
@@ -144,14 +144,22 @@ export class LinuxKernel implements KernelPort {
    */
   private async routeBatch(ops: RouteOp[], progress: (n: number) => void): Promise<void> {
     const lookup = (name: string) => this.ifindex.get(name);
-    const encode = (o: RouteOp, op: 'add' | 'replace' | 'delete') => {
-      try {
-        return this.raw.encode(op, o.route, lookup);
-      } catch (e) {
-        throw new WgsplitError((e as WgsplitError).code ?? 'KERNEL', `${o.op} ${opText(o)}: ${(e as Error).message}`, { cause: e });
+    // Messages are encoded while sending (rawRoutes.executeEncoded); the only request that
+    // cannot be encoded, a route via a missing device, is refused before anything is sent.
+    for (const o of ops) {
+      if (o.op !== 'delete' && o.route.type === 'unicast' && o.route.dev !== undefined && lookup(o.route.dev) === undefined) {
+        throw new WgsplitError('NO_INTERFACE', `${o.op} ${opText(o)}: interface ${o.route.dev} does not exist`);
       }
-    };
-    const errs = await this.raw.execute(ops.map((o) => encode(o, o.op)), 128, progress);
+    }
+    const send = (list: RouteOp[], op?: 'replace', onProgress?: (n: number) => void) =>
+      this.raw.executeEncoded(
+        list.length,
+        (i, out, off) => encodeRoute(op ?? list[i].op, list[i].route, lookup, out, off),
+        (i) => routeMessageMax(list[i].route),
+        128,
+        onProgress,
+      );
+    const errs = await send(ops, undefined, progress);
     const retry: RouteOp[] = [];
     errs.forEach((errno, i) => {
       if (errno === 0) return;
@@ -162,7 +170,7 @@ export class LinuxKernel implements KernelPort {
       else throw new WgsplitError(name === 'ENODEV' ? 'NO_INTERFACE' : 'KERNEL', `${o.op} ${opText(o)}: ${name}`);
     });
     if (retry.length) {
-      const again = await this.raw.execute(retry.map((o) => encode(o, 'replace')));
+      const again = await send(retry, 'replace');
       again.forEach((errno, i) => {
         if (errno) throw new WgsplitError('KERNEL', `replace ${opText(retry[i])}: ${errnoName(errno)}`);
       });
