@@ -14,6 +14,7 @@ import { wgEndpoints } from '../kernel/wg.js';
 import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
+import { CompileMemo } from '../reconcile/planCache.js';
 import { applyCommand } from '../reconcile/reconcile.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
@@ -55,6 +56,8 @@ export class Watcher {
   private endpointTimer?: NodeJS.Timeout;
   private readonly endpointsSeen = new Map<string, string>();
   private lastDesired?: string;
+  /** compile results of the loaded profiles (a reload loads new Profile objects) */
+  private readonly memo = new CompileMemo();
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
@@ -156,7 +159,7 @@ export class Watcher {
     const started = performance.now();
     const lock = await acquireLock(this.o.lockPath);
     try {
-      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true });
+      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true, memo: this.memo });
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       const reasons = [...new Set(triggers.map((t) => t.reason))];
       const fields = {

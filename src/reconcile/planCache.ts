@@ -97,3 +97,31 @@ export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): v
     };
   }
 }
+
+/**
+ * In memory, for a long-running process (the watcher): what the last compile of each
+ * loaded profile produced, keyed like the plan cache. A repair after someone deleted one
+ * of our rules misses the plan cache (the table no longer holds what was wanted) but not
+ * this memo (nothing it depends on changed), so the 10k-prefix profile is not parsed and
+ * aggregated again; diff still compares everything with the kernel. Only clean rule-mode
+ * results are kept: compile adds errors, warnings and fwmark fragments across profiles.
+ */
+export class CompileMemo {
+  private readonly byProfile = new WeakMap<Profile, { key: string; units: Unit[] }>();
+
+  reuse(p: Profile, f: Facts): Unit[] | undefined {
+    const e = this.byProfile.get(p);
+    return e && e.key === planKey(p, f) ? e.units : undefined;
+  }
+
+  remember(desired: Desired, f: Facts): void {
+    const byProfile = new Map<Profile, Unit[]>();
+    for (const u of desired.units) (byProfile.get(u.profile) ?? byProfile.set(u.profile, []).get(u.profile)!).push(u);
+    for (const [p, units] of byProfile) {
+      const key = planKey(p, f);
+      const mentioned = [...desired.errors, ...desired.warnings].some((m) => m.includes(`profile ${p.name}`));
+      if (!key || mentioned || units.some((u) => u.cached || u.mode !== 'rule')) continue;
+      this.byProfile.set(p, { key, units });
+    }
+  }
+}

@@ -14,7 +14,7 @@ import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
-import { cachedNft, rememberPlans, reuser } from './planCache.js';
+import { cachedNft, rememberPlans, reuser, type CompileMemo } from './planCache.js';
 
 export type Command = { kind: 'apply' } | { kind: 'up'; iface: string } | { kind: 'down'; iface: string };
 
@@ -30,7 +30,7 @@ export interface Computed {
 }
 
 /** Everything short of writing: the plan `diff`, `--dry-run` and apply share. */
-export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean } = {}): Promise<Computed> {
+export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean; memo?: CompileMemo } = {}): Promise<Computed> {
   const selected = cmd.kind === 'apply' ? profiles : profiles.filter((p) => p.interface === cmd.iface);
   // WireGuard endpoints are excluded only by profiles that can match UDP (compile.ts).
   const endpointsOf = profiles.filter((p) => p.protocols === undefined || p.protocols.includes('udp')).map((p) => p.interface);
@@ -53,7 +53,10 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const changedSysctls = owned.sysctls ?? {};
   const rpFilterAll = mayUseNft ? (await kernel.readSysctls?.(['net/ipv4/conf/all/rp_filter']))?.['net/ipv4/conf/all/rp_filter'] : undefined;
   const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls });
-  let desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
+  const cache = opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed);
+  const memo = opts.memo;
+  let desired = compile(selected, allFacts, cache || memo ? (p) => cache?.(p) ?? memo?.reuse(p, allFacts) : undefined);
+  memo?.remember(desired, allFacts);
   if (cachedNft(desired, owned, observed) === 'recompile') desired = compile(selected, allFacts);
   // The nftables table is one for all fwmark profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft) {
@@ -131,9 +134,9 @@ export async function applyCommand(
   profiles: Profile[],
   cmd: Command,
   onProgress?: (done: number, total: number) => void,
-  opts: { lenient?: boolean; retried?: boolean } = {},
+  opts: { lenient?: boolean; retried?: boolean; memo?: CompileMemo } = {},
 ): Promise<ApplyResult> {
-  const c = await computePlan(kernel, state, profiles, cmd);
+  const c = await computePlan(kernel, state, profiles, cmd, { memo: opts.memo });
   preflight(c, opts.lenient);
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
   saveState(state, c, cmd, 'before');
