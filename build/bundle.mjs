@@ -108,6 +108,8 @@ const r = await build({
   platform: 'node',
   target: 'node20',
   plugins: [netlinkShim],
+  // resolved at run time by the bundle's require (raw.js, see netlinkShim)
+  external: ['netlink/package.json'],
   // The launcher passes main.js's URL: main.ts compares it with argv[1] and finds
   // package.json relative to it.
   define: { 'import.meta.url': '__wgsplitMainUrl' },
