@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
+import type { RouteSpec } from '../model/route.js';
 import type { InterfaceFacts } from '../compile/facts.js';
 import type { Op, Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
@@ -76,10 +77,12 @@ export class LinuxKernel implements KernelPort {
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
       if (opts.routes === false) continue;
-      for (const d of await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i))) {
+      const ours: RouteSpec[] = [];
+      const others = await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i), ours);
+      for (const r of ours) if (r.table !== 255) obs.routes.push(r);
+      for (const d of others) {
         if (d.table === 255) continue; // local: the kernel's alone
-        if (d.spec) obs.routes.push(d.spec);
-        else if (d.table === 254) {
+        if (d.table === 254) {
           // IPv6 routes carry no scope (always universe): there a connected network is any
           // kernel unicast route without a gateway, link-local aside.
           const linkScope = d.scope === RT_SCOPE_LINK || (family === 6 && !d.dst.startsWith('fe80:'));

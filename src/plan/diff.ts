@@ -42,14 +42,15 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   const wantRules = new Map<string, { rule: RuleSpec; profile: string }>();
   // Cached units (see reconcile's plan cache) want exactly what their table holds: their
   // routes are neither hashed nor compared, their table's routes neither added nor deleted.
-  const cachedTables = new Set(active.filter((u) => u.cached).map((u) => `${u.family}|${u.profile.table}`));
+  // Keyed table * 8 + family (numbers: no string per observed route below).
+  const cachedTables = new Set(active.filter((u) => u.cached).map((u) => u.profile.table * 8 + u.family));
   const want = new Buckets();
   for (const u of active) {
     if (!u.cached) for (const r of u.routes) want.add(r);
     for (const r of u.rules) wantRules.set(ruleKey(r), { rule: r, profile: u.profile.name });
   }
   const have = new Buckets();
-  for (const r of observed.routes) if (!cachedTables.has(`${r.family}|${r.table}`)) have.add(r);
+  for (const r of observed.routes) if (!cachedTables.size || !cachedTables.has(r.table * 8 + r.family)) have.add(r);
   const haveRules = new Map(observed.rules.map((r) => [ruleKey(r), r]));
   const inScope = (family: number, table: number) => scope.has(table) && !isFrozen(family, table);
   const sameRoute = (a: RouteSpec, b: RouteSpec) => a.type === b.type && a.dev === b.dev && a.src === b.src && a.protocol === b.protocol;
