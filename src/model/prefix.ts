@@ -139,9 +139,21 @@ export function parsePrefix(text: string): PrefixParse {
   // IPv4 fast path in plain numbers (list files are mostly IPv4; BigInt masks were the cost).
   const v4 = parseIPv4(addrText);
   if (v4 >= 0) {
-    const lenText = slash < 0 ? '32' : text.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > 32) return { ok: false, reason: `"${text}": prefix length must be 0-32 for IPv4` };
-    const len = Number(lenText);
+    // The length by hand too: 1-2 decimal digits, 0-32 (a regex and a slice per line cost
+    // more than the address).
+    let len = slash < 0 ? 32 : -1;
+    if (slash >= 0) {
+      const digits = text.length - slash - 1;
+      const d0 = text.charCodeAt(slash + 1) - 48;
+      const d1 = digits === 2 ? text.charCodeAt(slash + 2) - 48 : 0;
+      if ((digits === 1 || digits === 2) && d0 >= 0 && d0 <= 9 && d1 >= 0 && d1 <= 9) len = digits === 2 ? d0 * 10 + d1 : d0;
+      if (len < 0 || len > 32) {
+        // The general rule (three digits, out of range, not digits): as before.
+        const lenText = text.slice(slash + 1);
+        if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > 32) return { ok: false, reason: `"${text}": prefix length must be 0-32 for IPv4` };
+        len = Number(lenText);
+      }
+    }
     const hostBits = len === 32 ? 0 : v4 % 2 ** (32 - len);
     if (hostBits !== 0) {
       const net = formatPrefix({ family: 4, addr: BigInt(v4 - hostBits), len });
