@@ -6,7 +6,8 @@
  * state with zero writes when nothing changed.
  */
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
-import { createHash } from 'node:crypto';
+import type { Desired } from '../compile/desired.js';
+import { ruleKey } from '../model/rule.js';
 import { formatProblem, WgsplitError } from '../errors.js';
 import { classify } from '../kernel/events.js';
 import { IpMonitor } from '../kernel/monitor.js';
@@ -14,7 +15,7 @@ import { wgEndpoints } from '../kernel/wg.js';
 import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
-import { CompileMemo } from '../reconcile/planCache.js';
+import { CompileMemo, unitFingerprint } from '../reconcile/planCache.js';
 import { applyCommand } from '../reconcile/reconcile.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
@@ -42,6 +43,20 @@ export interface WatchOptions {
  * polled with `wg show IFACE endpoints`.
  */
 const ENDPOINT_POLL_MS = 1000;
+
+/**
+ * What a run wanted, as text that changes when it does: per unit its rules and the
+ * order-independent fingerprint of its routes (the plan cache's), the nft table's content
+ * hash, the sysctls. At 10k routes, JSON of every route (and a hash of that) took ~30 ms of
+ * each repair.
+ */
+function desiredKey(d: Desired): string {
+  const units = d.units.map((x) => {
+    const f = unitFingerprint(x.routes);
+    return `${x.profile.name}|${x.family}|${x.status}|${x.rules.map(ruleKey).join(';')}|${f.n}:${f.sum}:${f.xor}`;
+  });
+  return `${units.join('\n')}\n${d.nft?.hash ?? '-'}\n${JSON.stringify(d.sysctls ?? [])}`;
+}
 
 export class Watcher {
   private profiles: Profile[] = [];
@@ -180,10 +195,7 @@ export class Watcher {
       // Only writes that restore the same desired state as the last run undo someone else's
       // change and count as repairs for the rate limit; writes after the desired state itself
       // changed (an address, a link, a docker bridge, an endpoint) adapt to the machine.
-      const u = r.desired.units.map((x) => [x.profile.name, x.family, x.status, x.rules, x.routes]);
-      const desired = createHash('sha1')
-        .update(JSON.stringify([u, r.desired.nft, r.desired.sysctls], (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))
-        .digest('hex');
+      const desired = desiredKey(r.desired);
       const changed = desired !== this.lastDesired;
       this.lastDesired = desired;
       return { wrote: r.written, repair: !changed };

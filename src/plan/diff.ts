@@ -69,8 +69,13 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // In the order compile produced them, so plans read the way profiles are written.
   for (const u of active) {
     if (u.cached) continue;
+    // A unit's routes come in runs of one bucket (compile emits them per family and table,
+    // at two metrics): look the bucket up once per run, not three Map lookups per route.
+    let last: RouteSpec | undefined;
+    let st: 'equal' | 'allAdd' | Map<string, RouteSpec> = 'allAdd';
     for (const r of u.routes) {
-      const st = state.get(want.get(r)!)!;
+      if (!last || last.family !== r.family || last.table !== r.table || last.metric !== r.metric) st = state.get(want.get(r)!)!;
+      last = r;
       if (st === 'equal') continue;
       const h = st === 'allAdd' ? undefined : st.get(r.dst);
       if (!h) routeAdds.push({ op: 'add', kind: 'route', route: r, profile: u.profile.name });

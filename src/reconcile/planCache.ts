@@ -12,6 +12,7 @@ import type { Desired, Unit } from '../compile/desired.js';
 import type { Facts } from '../compile/facts.js';
 import { ruleKey } from '../model/rule.js';
 import { routesFingerprint, type Observed } from '../plan/diff.js';
+import type { RouteSpec } from '../model/route.js';
 import type { Profile } from '../profile/types.js';
 import type { CachedPlan, OwnedTables } from '../state/owned.js';
 
@@ -68,6 +69,18 @@ export function cachedNft(desired: Desired, owned: OwnedTables, observed: Observ
   return 'recompile';
 }
 
+const fingerprints = new WeakMap<readonly RouteSpec[], { n: number; sum: number; xor: number }>();
+
+/**
+ * routesFingerprint of a compiled unit's routes, once per array: the compile memo hands the
+ * same arrays to every watcher run, and 10k routes cost a few ms to hash each time.
+ */
+export function unitFingerprint(routes: readonly RouteSpec[]): { n: number; sum: number; xor: number } {
+  let fp = fingerprints.get(routes);
+  if (!fp) fingerprints.set(routes, (fp = routesFingerprint(routes)));
+  return fp;
+}
+
 /** After a successful apply: remember what each cleanly compiled profile wanted. */
 export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): void {
   const plans = (owned.plans ??= {});
@@ -91,7 +104,7 @@ export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): v
         status: u.status as 'active' | 'down',
         mode: u.mode,
         notes: u.notes,
-        routes: routesFingerprint(u.routes),
+        routes: unitFingerprint(u.routes),
         rules: u.rules.map(ruleKey).sort(),
       })),
     };
