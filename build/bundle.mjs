@@ -63,6 +63,16 @@ const netlinkShim = {
   },
 };
 
+// A script run by vm.Script has no loader for import(): a dynamic import of node's own
+// modules (wg.ts: child_process only when asked) becomes a lazily required CommonJS module.
+const dynamicBuiltins = {
+  name: 'dynamic-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (a) => (a.kind === 'dynamic-import' ? { path: a.path, namespace: 'builtin-cjs' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'builtin-cjs' }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: 'js' }));
+  },
+};
+
 const LAUNCHER = `#!/usr/bin/env node
 // Written by build/bundle.mjs: runs the bundled CLI (wgsplit.cjs) with V8's code cache.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -107,7 +117,7 @@ const r = await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  plugins: [netlinkShim],
+  plugins: [netlinkShim, dynamicBuiltins],
   // resolved at run time by the bundle's require (raw.js, see netlinkShim)
   external: ['netlink/package.json'],
   // The launcher passes main.js's URL: main.ts compares it with argv[1] and finds
@@ -119,7 +129,10 @@ const r = await build({
 });
 // main.ts's shebang is no JavaScript inside the launcher's function wrapper.
 const bundle = `${outdir}/wgsplit.cjs`;
-writeFileSync(bundle, readFileSync(bundle, 'utf8').replace(/^#!.*\n/, ''));
+const code = readFileSync(bundle, 'utf8').replace(/^#!.*\n/, '');
+const dynamic = /(^|[^\w$.])import\(\s*["'`]([^"'`]*)/m.exec(code);
+if (dynamic) throw new Error(`bundle: a dynamic import() of ${dynamic[2]} is left in wgsplit.cjs; vm.Script cannot run it (bundle it, or add it to dynamicBuiltins)`);
+writeFileSync(bundle, code);
 chmodSync(bundle, 0o644);
 writeFileSync(`${outdir}/main.js`, LAUNCHER);
 chmodSync(`${outdir}/main.js`, 0o755);
