@@ -12,6 +12,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v wg >/dev/null || need+=(wireguard-tools)
 command -v wireguard-go >/dev/null || need+=(wireguard-go)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v iptables-restore >/dev/null || [ -x /usr/sbin/iptables-restore ] || need+=(iptables) # bench/throughput.ts's linear-chain baseline
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing ${need[*]}; run as root (apt-get install ${need[*]})" >&2
