@@ -56,7 +56,7 @@ export async function startupBench(o: { quick: boolean }): Promise<string> {
     '## S. Start-up: no-op `wgsplit up` vs node itself (issue 14)',
     '',
     `Sandbox \`test/sandbox/topology.sh up ${PREFIX} ${IFACE}\` (wireguard-go), profile \`profiles/tcp-internet.toml\` with \`interface = "${IFACE}"\`, applied once before. ` +
-      `Each round runs \`ip netns exec ${NS} node -e 0\`, then \`... node dist/src/cli/main.js --config DIR up ${IFACE}\`, then \`--version\`; ${rounds} rounds after 2 warm-up rounds; medians of whole cold processes; peak RSS from GNU time.`,
+      `Each round runs \`ip netns exec ${NS} node -e 0\`, then \`... node dist/src/cli/main.cjs --config DIR up ${IFACE}\`, then \`--version\`; ${rounds} rounds after 2 warm-up rounds; medians of whole cold processes; peak RSS from GNU time.`,
     '',
     table(['command', 'wall (median)', 'over `node -e 0`', 'peak RSS'], rows),
     '',

@@ -430,7 +430,7 @@ export async function watcherBench(o: WatcherOptions): Promise<string> {
     '## A. Watcher: event-to-converged latency, idle cost (issue 3)',
     '',
     `Sandbox \`test/sandbox/topology.sh up ${PREFIX} ${IFACE}\` (wireguard-go), profile \`profiles/tcp-internet.toml\` with \`interface = "${IFACE}"\`, ` +
-      `daemon \`ip netns exec ${NS} node dist/src/cli/main.js --config DIR watch --resync 0 --log-level warn\`. ` +
+      `daemon \`ip netns exec ${NS} node dist/src/cli/main.cjs --config DIR watch --resync 0 --log-level warn\`. ` +
       'Latency = kernel event of the disturbance -> kernel event of the repair, both timestamped by the bench\'s own `ip -ts -o monitor` in the namespace ' +
       '(independent of the daemon\'s logs). p99 is nearest-rank (with 100 samples: the 2nd largest). Disturbances are paced to stay under the daemon\'s ' +
       'repair rate limit (8 repairs per 10 s; bridge changes are not repairs) and start only once the daemon\'s CPU time has stopped growing (its previous run is over). ' +

@@ -3,9 +3,10 @@
  *
  *   dist/src/cli/wgsplit.cjs   every module of the CLI and its dependencies, one CommonJS
  *                              file (esbuild); netlink's native addon stays in node_modules
- *   dist/src/cli/main.js       the launcher (`bin`, hooks/install.sh and the tests keep this
- *                              path; it replaces what tsc emitted there): compiles the bundle
+ *   dist/src/cli/main.cjs      the launcher (`bin`, hooks/install.sh): compiles the bundle
  *                              with vm.Script and V8's code cache, then runs it
+ *   dist/src/cli/main.js       the same launcher as an ES module, where tsc put the CLI
+ *                              (replacing tsc's file; the tests run this path)
  *   dist/src/cli/wgsplit.cjs.cache   the code cache, written by the launcher itself
  *
  * WHY: a cold `wgsplit up` from wg-quick's PostUp spent ~150 ms over node's own start-up,
@@ -73,24 +74,19 @@ const dynamicBuiltins = {
   },
 };
 
-const LAUNCHER = `#!/usr/bin/env node
-// Written by build/bundle.mjs: runs the bundled CLI (wgsplit.cjs) with V8's code cache.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import vm from 'node:vm';
-
+// The launcher's body, shared by both launchers: needs readFileSync, renameSync,
+// writeFileSync, vm, FILE (the bundle), DIR, MAIN_URL and REQUIRE in scope.
+const LAUNCH = `
 const KERNEL_COMMANDS = new Set(['up', 'down', 'apply', 'diff', 'status', 'explain', 'export', 'watch']);
-const file = fileURLToPath(new URL('./wgsplit.cjs', import.meta.url));
-const cacheFile = file + '.cache';
+const cacheFile = FILE + '.cache';
 let cachedData;
 try {
   cachedData = readFileSync(cacheFile);
 } catch {
   /* first run, or not built yet */
 }
-const wrapper = '(function (require, module, exports, __filename, __dirname, __wgsplitMainUrl) {' + readFileSync(file, 'utf8') + '\\n})';
-const script = new vm.Script(wrapper, { filename: file, cachedData });
+const wrapper = '(function (require, module, exports, __filename, __dirname, __wgsplitMainUrl) {' + readFileSync(FILE, 'utf8') + '\\n})';
+const script = new vm.Script(wrapper, { filename: FILE, cachedData });
 // Only a run that works on the kernel writes the cache: it holds what that run compiled,
 // and --version, --help or check would leave out the code every PostUp runs.
 const kernelRun = process.argv.slice(2).some((a) => KERNEL_COMMANDS.has(a));
@@ -106,8 +102,34 @@ if ((!cachedData || script.cachedDataRejected) && kernelRun) {
   });
 }
 const mod = { exports: {} };
-script.runInThisContext()(createRequire(file), mod, mod.exports, file, fileURLToPath(new URL('.', import.meta.url)), import.meta.url);
+script.runInThisContext()(REQUIRE, mod, mod.exports, FILE, DIR, MAIN_URL);
 `;
+
+// main.cjs: what \`bin\` and hooks/install.sh point at. CommonJS, because an ES module as
+// the entry point starts node's ESM loader first (~5-10 ms of every PostUp here).
+const LAUNCHER_CJS = `#!/usr/bin/env node
+'use strict';
+// Written by build/bundle.mjs: runs the bundled CLI (wgsplit.cjs) with V8's code cache.
+const { readFileSync, renameSync, writeFileSync } = require('node:fs');
+const vm = require('node:vm');
+const FILE = require('node:path').join(__dirname, 'wgsplit.cjs');
+const DIR = __dirname;
+const MAIN_URL = require('node:url').pathToFileURL(__filename).href;
+const REQUIRE = require;
+${LAUNCH}`;
+
+// main.js: the same as an ES module, where tsc put the CLI (the tests run this path).
+const LAUNCHER = `#!/usr/bin/env node
+// Written by build/bundle.mjs: runs the bundled CLI (wgsplit.cjs) with V8's code cache.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import vm from 'node:vm';
+const FILE = fileURLToPath(new URL('./wgsplit.cjs', import.meta.url));
+const DIR = fileURLToPath(new URL('.', import.meta.url));
+const MAIN_URL = import.meta.url;
+const REQUIRE = createRequire(FILE);
+${LAUNCH}`;
 
 rmSync(`${outdir}/chunks`, { recursive: true, force: true });
 const r = await build({
@@ -136,6 +158,8 @@ writeFileSync(bundle, code);
 chmodSync(bundle, 0o644);
 writeFileSync(`${outdir}/main.js`, LAUNCHER);
 chmodSync(`${outdir}/main.js`, 0o755);
+writeFileSync(`${outdir}/main.cjs`, LAUNCHER_CJS);
+chmodSync(`${outdir}/main.cjs`, 0o755);
 rmSync(`${outdir}/wgsplit.cjs.cache`, { force: true });
 rmSync(`${outdir}/main.js.map`, { force: true });
 const sizes = Object.entries(r.metafile.outputs).map(([f, o]) => `${f.replace(/.*\//, '')} ${(o.bytes / 1024).toFixed(0)} KiB`);
