@@ -3,7 +3,7 @@
  * markdown report on stdout (progress goes to stderr). A full run also writes it to
  * bench/RESULTS.md. Speed is reported, never asserted.
  *
- *   node dist/bench/run.js [--quick] [--only watcher|apply|throughput[,...]]
+ *   node dist/bench/run.js [--quick] [--only startup|watcher|apply|throughput[,...]]
  *
  * Root only. Everything is cleaned up on success, on failure and on SIGINT/SIGTERM/SIGHUP.
  */
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { applyBench } from './apply.js';
 import { machineFacts } from './machine.js';
+import { startupBench } from './startup.js';
 import { cleanup, lockBench, log, REPO } from './ns.js';
 import { throughputBench } from './throughput.js';
 import { watcherBench } from './watcher.js';
@@ -26,6 +27,7 @@ interface Bench {
 }
 
 const BENCHES: Bench[] = [
+  { name: 'startup', aliases: ['s', 'up'], what: 'S. start-up: no-op wgsplit up vs node -e 0 (issue 14)', run: startupBench },
   { name: 'watcher', aliases: ['a', 'watch'], what: 'A. watcher latency and idle cost (issue 3)', run: watcherBench },
   { name: 'apply', aliases: ['b', 'bulk'], what: 'B. bulk apply vs ip -batch (issue 4)', run: applyBench },
   { name: 'throughput', aliases: ['c', 'packet', 'tput'], what: 'C. per-packet cost, TCP throughput (issue 4)', run: throughputBench },

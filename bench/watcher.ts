@@ -154,6 +154,8 @@ interface CaseResult {
   lats2: number[];
   failed: number;
   goal?: number;
+  /** the goal bounds the slowest rep (issue 14: 30 repairs at 10k), not p99 */
+  goalOfMax?: boolean;
 }
 
 async function repeat(
@@ -306,7 +308,8 @@ async function measureIdle(d: Daemon, mon: Monitor, profile: string, windowMs: n
 
 function latencyRow(c: CaseResult, lats: number[], label = c.name): string[] {
   const p99 = percentile(lats, 99);
-  const goal = c.goal === undefined ? '-' : `p99 < ${c.goal} ms: ${p99 < c.goal ? 'met' : '**not met**'}`;
+  const worst = c.goalOfMax ? max(lats) : p99;
+  const goal = c.goal === undefined ? '-' : `${c.goalOfMax ? `max of ${lats.length}` : 'p99'} < ${c.goal} ms: ${worst < c.goal ? 'met' : '**not met**'}`;
   return [label, c.profile, String(lats.length) + (c.failed ? ` (+${c.failed} failed)` : ''), fmtMs(percentile(lats, 50)), fmtMs(p99), fmtMs(max(lats)), goal];
 }
 
@@ -322,7 +325,7 @@ function oddLines(lines: string[]): string[] {
 }
 
 export async function watcherBench(o: WatcherOptions): Promise<string> {
-  const p: Params = o.quick ? { settleMs: 5000, reps: 10, reps10k: 5, idleMs: 3000 } : { settleMs: 20_000, reps: 100, reps10k: 20, idleMs: 10_000 };
+  const p: Params = o.quick ? { settleMs: 5000, reps: 10, reps10k: 5, idleMs: 3000 } : { settleMs: 20_000, reps: 100, reps10k: 30, idleMs: 10_000 };
   log(`A: sandbox ${PREFIX} with wireguard-go ${IFACE}`);
   await topologyUp(PREFIX, IFACE);
   const mon = new Monitor(NS);
@@ -392,7 +395,7 @@ export async function watcherBench(o: WatcherOptions): Promise<string> {
   const recover2 = async () => {
     await waitInSync(big, state2, 10_000).catch((e) => log(`A: not recovered: ${(e as Error).message}`));
   };
-  cases.push(await repeat('one of our rules deleted (`ip rule del`)', '10k excluded', p.reps10k, d, pacer2, ruleDeleted(mon), recover2, 100));
+  cases.push({ ...(await repeat('one of our rules deleted (`ip rule del`)', '10k excluded', p.reps10k, d, pacer2, ruleDeleted(mon), recover2, 100)), goalOfMax: true });
   const synced2 = await waitInSync(big, state2, 10_000).then(
     () => 'in sync',
     (e) => `**not in sync**: ${(e as Error).message}`,
@@ -427,13 +430,13 @@ export async function watcherBench(o: WatcherOptions): Promise<string> {
     '## A. Watcher: event-to-converged latency, idle cost (issue 3)',
     '',
     `Sandbox \`test/sandbox/topology.sh up ${PREFIX} ${IFACE}\` (wireguard-go), profile \`profiles/tcp-internet.toml\` with \`interface = "${IFACE}"\`, ` +
-      `daemon \`ip netns exec ${NS} node dist/src/cli/main.js --config DIR watch --resync 0 --log-level warn\`. ` +
+      `daemon \`ip netns exec ${NS} node dist/src/cli/main.cjs --config DIR watch --resync 0 --log-level warn\`. ` +
       'Latency = kernel event of the disturbance -> kernel event of the repair, both timestamped by the bench\'s own `ip -ts -o monitor` in the namespace ' +
       '(independent of the daemon\'s logs). p99 is nearest-rank (with 100 samples: the 2nd largest). Disturbances are paced to stay under the daemon\'s ' +
       'repair rate limit (8 repairs per 10 s; bridge changes are not repairs) and start only once the daemon\'s CPU time has stopped growing (its previous run is over). ' +
       'Each bridge rep creates a bridge on a new public /24 and deletes it again once its throw is in.',
     '',
-    table(['disturbance', 'profile', 'reps', 'p50', 'p99', 'max', 'goal (issue 3)'], rows),
+    table(['disturbance', 'profile', 'reps', 'p50', 'p99', 'max', 'goal (issue 3; 10k: issue 14)'], rows),
     '',
     `After the cases: example profile ${synced1}, daemon ${alive1 ? 'alive' : '**dead**'}, ${backoff1} rate-limit warnings; ` +
       `10k profile ${synced2}, daemon ${alive2 ? 'alive' : '**dead**'}, ${backoff2} rate-limit warnings.`,

@@ -1,12 +1,13 @@
 /**
- * Running the built wgsplit CLI (dist/src/cli/main.js) inside a namespace, and the config
+ * Running the built wgsplit CLI (dist/src/cli/main.cjs) inside a namespace, and the config
  * and state directories it needs (root-owned, not group/other writable, removed at cleanup).
  */
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { childEnv, cleanup, inNs, REPO, rmDir } from './ns.js';
 
-export const MAIN = join(REPO, 'dist/src/cli/main.js');
+/** What `bin` and hooks/install.sh point at: what wg-quick's PostUp runs. */
+export const MAIN = join(REPO, 'dist/src/cli/main.cjs');
 
 /** A temporary directory (mode 0755, root's), removed at cleanup. */
 export function tempDir(tag: string): string {

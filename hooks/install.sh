@@ -7,7 +7,7 @@ set -euo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 PREFIX="${PREFIX:-/usr/local}"
 D="${DESTDIR:-}"
-[ -x "$SRC/dist/src/cli/main.js" ] || { echo "install: build first (npm ci && npm run build)" >&2; exit 2; }
+[ -x "$SRC/dist/src/cli/main.cjs" ] || { echo "install: build first (npm ci && npm run build)" >&2; exit 2; }
 
 install -d "$D$PREFIX/lib/wgsplit" "$D$PREFIX/bin" "$D$PREFIX/share/man/man8" "$D$PREFIX/share/man/man5" \
   "$D/usr/share/bash-completion/completions" "$D/usr/share/zsh/vendor-completions" \
@@ -23,7 +23,7 @@ if [ -d "$SRC/node_modules" ]; then
     cp -a "$dir" "$D$PREFIX/lib/wgsplit/$rel"
   done
 fi
-ln -sf "$PREFIX/lib/wgsplit/dist/src/cli/main.js" "$D$PREFIX/bin/wgsplit"
+ln -sf "$PREFIX/lib/wgsplit/dist/src/cli/main.cjs" "$D$PREFIX/bin/wgsplit"
 install -m 644 "$SRC/man/wgsplit.8" "$D$PREFIX/share/man/man8/wgsplit.8"
 install -m 644 "$SRC/man/wgsplit.toml.5" "$D$PREFIX/share/man/man5/wgsplit.toml.5"
 install -m 644 "$SRC/hooks/completion/wgsplit.bash" "$D/usr/share/bash-completion/completions/wgsplit"

@@ -20,6 +20,7 @@ command -v setpriv >/dev/null || need+=(util-linux)
 # The proxy target's e2e test runs a real transparent proxy (test/e2e/proxy.test.ts).
 command -v v2ray >/dev/null || need+=(v2ray)
 command -v python3 >/dev/null || need+=(python3)
+command -v iptables-restore >/dev/null || [ -x /usr/sbin/iptables-restore ] || need+=(iptables) # bench/throughput.ts's linear-chain baseline
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing ${need[*]}; run as root (apt-get install ${need[*]})" >&2

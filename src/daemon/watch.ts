@@ -6,7 +6,9 @@
  * state with zero writes when nothing changed.
  */
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
-import { createHash } from 'node:crypto';
+import type { Desired } from '../compile/desired.js';
+import { ruleKey } from '../model/rule.js';
+import { nftDigest } from '../model/nft.js';
 import { formatProblem, WgsplitError } from '../errors.js';
 import { classify } from '../kernel/events.js';
 import { IpMonitor, NftMonitor } from '../kernel/monitor.js';
@@ -17,12 +19,11 @@ import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
 import { applyCommand, computePlan } from '../reconcile/reconcile.js';
+import { CompileMemo, unitFingerprint } from '../reconcile/planCache.js';
 import { renderMetrics, type WatcherStats } from '../metrics/prometheus.js';
 import { unitStats, type UnitStats } from '../metrics/stats.js';
 import { MetricsTextfile } from './metricsFile.js';
 import { counterKey } from '../compile/counters.js';
-import { ruleKey } from '../model/rule.js';
-import { routesFingerprint } from '../plan/diff.js';
 import { acquireLock } from '../state/lock.js';
 import type { StateStore } from '../state/owned.js';
 import type { DnsmasqPort } from '../dnsmasq/dnsmasq.js';
@@ -59,6 +60,21 @@ export interface WatchOptions {
  */
 const ENDPOINT_POLL_MS = 1000;
 
+/**
+ * What a run wanted, as text that changes when it does: per unit its rules and the
+ * order-independent fingerprint of its routes (the plan cache's), the nft table's content
+ * hash, the sysctls. At 10k routes, JSON of every route (and a hash of that) took ~30 ms of
+ * each repair.
+ */
+function desiredKey(d: Desired): string {
+  const units = d.units.map((x) => {
+    const f = unitFingerprint(x.routes);
+    // Sorted: a unit from the plan cache holds its rules in the kernel's order.
+    return `${x.profile.name}|${x.family}|${x.status}|${x.rules.map(ruleKey).sort().join(';')}|${f.n}:${f.sum}:${f.xor}`;
+  });
+  return `${units.join('\n')}\n${nftDigest(d.nft)}\n${JSON.stringify(d.sysctls ?? [])}`;
+}
+
 export class Watcher {
   private profiles: Profile[] = [];
   private ourTables = new Set<number>();
@@ -86,6 +102,8 @@ export class Watcher {
     (why) => this.scheduler.trigger(why, false),
     (msg, fields) => this.o.log.warn(msg, fields),
   );
+  /** compile results of the loaded profiles (a reload loads new Profile objects) */
+  private readonly memo = new CompileMemo();
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
@@ -203,7 +221,7 @@ export class Watcher {
     const started = performance.now();
     const lock = await acquireLock(this.o.lockPath);
     try {
-      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq });
+      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq, memo: this.memo });
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       const reasons = [...new Set(triggers.map((t) => t.reason))];
       const fields = {
@@ -225,14 +243,7 @@ export class Watcher {
       // Only writes that restore the same desired state as the last run undo someone else's
       // change and count as repairs for the rate limit; writes after the desired state itself
       // changed (an address, a link, a docker bridge, an endpoint) adapt to the machine.
-      // In a canonical form: a unit reused from the plan cache holds the rules and routes as
-      // observed (the kernel's order and field order), a compiled one as compile made them;
-      // the same wanted state must hash the same either way, or every cache hit between two
-      // repairs would look like a change and no fight would ever be detected.
-      const u = r.desired.units.map((x) => [x.profile.name, x.family, x.status, x.rules.map(ruleKey).sort(), routesFingerprint(x.routes)]);
-      const desired = createHash('sha1')
-        .update(JSON.stringify([u, r.desired.nft, r.desired.sysctls], (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))
-        .digest('hex');
+      const desired = desiredKey(r.desired);
       const changed = desired !== this.lastDesired;
       this.lastDesired = desired;
       this.externalSets = new Set((r.desired.nft?.sets ?? []).filter((x) => x.external).map((x) => x.name));

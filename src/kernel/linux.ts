@@ -6,12 +6,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loTag } from './nsTag.js';
 import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
+import type { RouteSpec } from '../model/route.js';
 import type { InterfaceFacts } from '../compile/facts.js';
 import { isNftOp, type Op, type Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
-import { errnoName, RawRoutes } from './rawRoutes.js';
+import { encodeRoute, errnoName, RawRoutes, routeMessageMax } from './rawRoutes.js';
 import type { NftKernel } from './nft.js';
 import { stateFilePath } from '../state/owned.js';
 import type { NftOp } from '../plan/nftDiff.js';
@@ -42,6 +43,8 @@ export class LinuxKernel implements KernelPort {
     if (!this.nft) this.nft = new (await import('./nft.js')).NftKernel(`${stateFilePath()}.nft-cache`);
     return this.nft;
   }
+  /** links dumped by interfaceFacts and not yet used by an observe (see observe) */
+  private linksFresh = false;
 
   private async refreshLinks() {
     const links = await this.nl.links(true);
@@ -50,11 +53,16 @@ export class LinuxKernel implements KernelPort {
     return links;
   }
 
-  async interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>> {
+  async interfaceFacts(names: string[], opts: { endpointsOf?: string[] } = {}): Promise<Map<string, InterfaceFacts>> {
     const links = await this.refreshLinks();
+    this.linksFresh = true;
+    const wanted = [...new Set(names)];
+    // `wg show` is a child process: start it first, it runs while we read the addresses.
+    const ask = wanted.filter((n) => links.some((l) => l.name === n) && (!opts.endpointsOf || opts.endpointsOf.includes(n)));
+    const wgs = new Map(ask.map((n) => [n, wgEndpoints(n)]));
     const addrs = await this.nl.addresses();
     const out = new Map<string, InterfaceFacts>();
-    for (const name of new Set(names)) {
+    for (const name of wanted) {
       const link = links.find((l) => l.name === name);
       if (!link) {
         out.set(name, { name, exists: false, up: false, addresses: { 4: [], 6: [] }, endpoints: [] });
@@ -64,7 +72,7 @@ export class LinuxKernel implements KernelPort {
       // Link-local IPv6 addresses cannot be a source for routed traffic.
       const v6 = mine.filter((a) => a.family === 6 && !a.address.startsWith('fe80:')).map((a) => a.address);
       const v4 = mine.filter((a) => a.family === 4).map((a) => a.address);
-      const wg = await wgEndpoints(name);
+      const wg = (await wgs.get(name)) ?? { endpoints: [] };
       if (wg.note) this.notes.push(wg.note);
       const rp = (await this.readSysctls([`net/ipv4/conf/${name}/rp_filter`]))[`net/ipv4/conf/${name}/rp_filter`];
       out.set(name, { name, exists: true, up: link.up, addresses: { 4: v4, 6: v6 }, endpoints: wg.endpoints, rpFilter: rp, ...(link.mtu ? { mtu: link.mtu } : {}) });
@@ -89,14 +97,19 @@ export class LinuxKernel implements KernelPort {
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await (await this.nftKernel()).observe();
-    await this.refreshLinks();
+    // The observe right after interfaceFacts (computePlan's) reuses its link dump; every
+    // later one (the read-back after writing, the next watcher run) dumps them again.
+    if (this.linksFresh) this.linksFresh = false;
+    else await this.refreshLinks();
     for (const family of [4, 6] as Family[]) {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
       if (opts.routes === false) continue;
-      for (const d of await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i))) {
+      const ours: RouteSpec[] = [];
+      const others = await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i), ours);
+      for (const r of ours) if (r.table !== 255) obs.routes.push(r);
+      for (const d of others) {
         if (d.table === 255) continue; // local: the kernel's alone
-        if (d.spec) obs.routes.push(d.spec);
-        else if (d.table === 254) {
+        if (d.table === 254) {
           // IPv6 routes carry no scope (always universe): there a connected network is any
           // kernel unicast route without a gateway, link-local aside.
           const linkScope = d.scope === RT_SCOPE_LINK || (family === 6 && !d.dst.startsWith('fe80:'));
@@ -160,14 +173,22 @@ export class LinuxKernel implements KernelPort {
    */
   private async routeBatch(ops: RouteOp[], progress: (n: number) => void): Promise<void> {
     const lookup = (name: string) => this.ifindex.get(name);
-    const encode = (o: RouteOp, op: 'add' | 'replace' | 'delete') => {
-      try {
-        return this.raw.encode(op, o.route, lookup);
-      } catch (e) {
-        throw new WgsplitError((e as WgsplitError).code ?? 'KERNEL', `${o.op} ${opText(o)}: ${(e as Error).message}`, { cause: e });
+    // Messages are encoded while sending (rawRoutes.executeEncoded); the only request that
+    // cannot be encoded, a route via a missing device, is refused before anything is sent.
+    for (const o of ops) {
+      if (o.op !== 'delete' && o.route.type === 'unicast' && o.route.dev !== undefined && lookup(o.route.dev) === undefined) {
+        throw new WgsplitError('NO_INTERFACE', `${o.op} ${opText(o)}: interface ${o.route.dev} does not exist`);
       }
-    };
-    const errs = await this.raw.execute(ops.map((o) => encode(o, o.op)), 128, progress);
+    }
+    const send = (list: RouteOp[], op?: 'replace', onProgress?: (n: number) => void) =>
+      this.raw.executeEncoded(
+        list.length,
+        (i, out, off) => encodeRoute(op ?? list[i].op, list[i].route, lookup, out, off),
+        (i) => routeMessageMax(list[i].route),
+        128,
+        onProgress,
+      );
+    const errs = await send(ops, undefined, progress);
     const retry: RouteOp[] = [];
     errs.forEach((errno, i) => {
       if (errno === 0) return;
@@ -178,7 +199,7 @@ export class LinuxKernel implements KernelPort {
       else throw new WgsplitError(name === 'ENODEV' ? 'NO_INTERFACE' : 'KERNEL', `${o.op} ${opText(o)}: ${name}`);
     });
     if (retry.length) {
-      const again = await this.raw.execute(retry.map((o) => encode(o, 'replace')));
+      const again = await send(retry, 'replace');
       again.forEach((errno, i) => {
         if (errno) throw new WgsplitError('KERNEL', `replace ${opText(retry[i])}: ${errnoName(errno)}`);
       });

@@ -21,7 +21,12 @@ export interface NamespaceTag {
 }
 
 export interface KernelPort {
-  interfaceFacts(names: string[]): Promise<Map<string, InterfaceFacts>>;
+  /**
+   * Links, addresses and rp_filter of the named interfaces; WireGuard endpoints only for
+   * those in `endpointsOf` (default: all): only a profile that can match UDP needs them,
+   * and asking costs a `wg` process.
+   */
+  interfaceFacts(names: string[], opts?: { endpointsOf?: string[] }): Promise<Map<string, InterfaceFacts>>;
   /** our rules and routes (routes: false skips the route dump); with `nft`, also whether our nftables table exists and its hash */
   observe(opts?: { nft?: boolean; routes?: boolean }): Promise<ObservedKernel>;
   /** current values of sysctls (paths under /proc/sys); missing ones are left out */

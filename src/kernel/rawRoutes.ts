@@ -42,7 +42,7 @@ const RT_SCOPE_LINK = 253;
 const RT_SCOPE_HOST = 254;
 const RT_SCOPE_NOWHERE = 255;
 
-/** A dumped route, minimal: full specs only for our tag, a short text for the rest. */
+/** A dumped route not carrying our tag, minimal (ours are RouteSpecs: see dump). */
 export interface RawRoute {
   family: Family;
   table: number;
@@ -52,7 +52,6 @@ export interface RawRoute {
   dst: string;
   oif?: number;
   gateway: boolean;
-  spec?: RouteSpec; // only when protocol === the wanted tag and the type is one we make
 }
 
 const errnoNames: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 13: 'EACCES', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 95: 'EOPNOTSUPP', 101: 'ENETUNREACH', 105: 'ENOBUFS' };
@@ -126,8 +125,13 @@ export class RawRoutes {
     }
   }
 
-  /** Dump one family's routes; `tag` selects which get full specs. */
-  dump(family: Family, tag: number, ifname: (index: number) => string | undefined): Promise<RawRoute[]> {
+  /**
+   * Dump one family's routes. Routes carrying `tag` that we could have made go into `ours`
+   * as specs (nothing else is built for them: at 100k routes, one object less per route
+   * is a tenth of a no-op re-apply); other tagged routes are dropped; the rest are returned
+   * minimal.
+   */
+  dump(family: Family, tag: number, ifname: (index: number) => string | undefined, ours: RouteSpec[] = []): Promise<RawRoute[]> {
     const seq = this.seq++;
     const req = Buffer.alloc(16 + 12);
     req.writeUInt32LE(req.length, 0);
@@ -178,17 +182,18 @@ export class RawRoutes {
             a += (alen + 3) & ~3;
           }
           const dstText = `${dst ?? (family === 4 ? '0.0.0.0' : '::')}/${dstLen}`;
-          const route: RawRoute = { family, table, protocol, scope, type, dst: dstText, oif, gateway };
-          const t = TYPE_OF[type];
-          if (protocol === tag && t && !gateway && srcLen === 0) {
+          if (protocol === tag) {
+            const t = TYPE_OF[type];
+            if (!t || gateway || srcLen !== 0) return;
             const spec: RouteSpec = { family, table, type: t, dst: dstText, metric, protocol };
             if (t === 'unicast' || t === 'local') {
               if (oif !== undefined) spec.dev = ifname(oif) ?? `if${oif}`;
               if (prefsrc) spec.src = prefsrc;
             }
-            route.spec = spec;
+            ours.push(spec);
+            return;
           }
-          out.push(route);
+          out.push({ family, table, protocol, scope, type, dst: dstText, oif, gateway });
         },
       };
       this.sock.send(req, {}, (err?: Error) => err && finish(err));
@@ -196,50 +201,9 @@ export class RawRoutes {
   }
 
   /** Encode one route request. */
-  encode(op: 'add' | 'replace' | 'delete', r: RouteSpec, ifindex: (name: string) => number | undefined): Buffer {
-    const alen = r.family === 4 ? 4 : 16;
-    const [addr, lenText] = r.dst.split('/');
-    const dstLen = Number(lenText);
-    const attrs: [number, number][] = []; // [type, payload length]
-    if (dstLen > 0 || r.family === 6) attrs.push([RTA_DST, alen]);
-    attrs.push([RTA_TABLE, 4], [RTA_PRIORITY, 4]);
-    let oif: number | undefined;
-    if ((r.type === 'unicast' || r.type === 'local') && op !== 'delete' && r.dev) {
-      oif = ifindex(r.dev);
-      if (oif === undefined) throw new WgsplitError('NO_INTERFACE', `interface ${r.dev} does not exist`);
-      attrs.push([RTA_OIF, 4]);
-      if (r.src) attrs.push([RTA_PREFSRC, alen]);
-    }
-    const size = 16 + 12 + attrs.reduce((n, [, l]) => n + 4 + ((l + 3) & ~3), 0);
-    // From the shared pool: 100k separate zeroed allocations were a measurable share of apply.
-    const b = Buffer.allocUnsafe(size).fill(0);
-    b.writeUInt32LE(size, 0);
-    b.writeUInt16LE(op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE, 4);
-    const flags = F_REQUEST | F_ACK | (op === 'delete' ? 0 : F_CREATE | (op === 'replace' ? F_REPLACE : F_EXCL));
-    b.writeUInt16LE(flags, 6);
-    // seq is written by send()
-    let o = 16;
-    b[o] = AF[r.family];
-    b[o + 1] = dstLen;
-    b[o + 4] = r.table < 256 ? r.table : 0; // RT_TABLE_UNSPEC; the real id is RTA_TABLE
-    b[o + 5] = r.protocol;
-    // iproute2's choice: a unicast route without a gateway is scope link; throw and
-    // unreachable are universe; a delete matches any scope with NOWHERE.
-    b[o + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : r.type === 'unicast' ? RT_SCOPE_LINK : r.type === 'local' ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
-    b[o + 7] = TYPE_NUM[r.type];
-    o += 12;
-    for (const [type, l] of attrs) {
-      b.writeUInt16LE(4 + l, o);
-      b.writeUInt16LE(type, o + 2);
-      const d = o + 4;
-      if (type === RTA_DST) putAddr(r.family, addr, b, d);
-      else if (type === RTA_TABLE) b.writeUInt32LE(r.table, d);
-      else if (type === RTA_PRIORITY) b.writeUInt32LE(r.metric, d);
-      else if (type === RTA_OIF) b.writeUInt32LE(oif!, d);
-      else if (type === RTA_PREFSRC) putAddr(r.family, r.src!, b, d);
-      o += 4 + ((l + 3) & ~3);
-    }
-    return b;
+  encode(op: RouteOp, r: RouteSpec, ifindex: (name: string) => number | undefined): Buffer {
+    const b = Buffer.alloc(routeMessageMax(r));
+    return b.subarray(0, encodeRoute(op, r, ifindex, b, 0));
   }
 
   /**
@@ -255,18 +219,38 @@ export class RawRoutes {
    * whose overflow would abort the process in the package's native code.
    */
   execute(msgs: Buffer[], perSend = 128, onProgress?: (done: number) => void, window = 8): Promise<number[]> {
-    const n = msgs.length;
+    return this.executeEncoded(
+      msgs.length,
+      (i, out, off) => {
+        msgs[i].copy(out, off);
+        return off + msgs[i].length;
+      },
+      (i) => msgs[i].length,
+      perSend,
+      onProgress,
+      window,
+    );
+  }
+
+  /**
+   * execute() for messages encoded on demand, each straight into the buffer of the send
+   * that carries it: `encodeAt(i, out, off)` writes message i at `off` and returns its end;
+   * `maxSize(i)` bounds its length. At 100k routes, one Buffer per message plus a concat
+   * per send was a measurable share of an apply (allocation and garbage collection), and
+   * encoding while sending keeps memory flat.
+   */
+  executeEncoded(
+    n: number,
+    encodeAt: (i: number, out: Buffer, off: number) => number,
+    maxSize: (i: number) => number,
+    perSend = 128,
+    onProgress?: (done: number) => void,
+    window = 8,
+  ): Promise<number[]> {
     const results = new Array<number>(n).fill(0);
     if (n === 0) return Promise.resolve(results);
     const base = this.seq;
     this.seq += n;
-    for (let i = 0; i < n; i++) {
-      const m = msgs[i];
-      m.writeUInt32LE(base + i, 8);
-      const last = i === n - 1 || (i + 1) % perSend === 0;
-      const flags = m.readUInt16LE(6);
-      m.writeUInt16LE(last ? flags | F_ACK : flags & ~F_ACK, 6);
-    }
     this.sock.ref();
     return new Promise<number[]>((resolve, reject) => {
       let sent = 0;
@@ -281,7 +265,25 @@ export class RawRoutes {
       const pump = () => {
         while (!failed && sent < n && sent - confirmed < perSend * window) {
           const end = Math.min(n, sent + perSend);
-          this.sock.send(Buffer.concat(msgs.slice(sent, end)), {}, (err?: Error) => {
+          let size = 0;
+          for (let i = sent; i < end; i++) size += maxSize(i);
+          // Its own buffer per send: the package's send is asynchronous and keeps it.
+          const out = Buffer.allocUnsafe(size);
+          let off = 0;
+          for (let i = sent; i < end; i++) {
+            const at = off;
+            try {
+              off = encodeAt(i, out, off);
+            } catch (e) {
+              failed = true;
+              finish(e as Error);
+              return;
+            }
+            out.writeUInt32LE(base + i, at + 8);
+            const flags = out.readUInt16LE(at + 6);
+            out.writeUInt16LE(i === end - 1 ? flags | F_ACK : flags & ~F_ACK, at + 6);
+          }
+          this.sock.send(out.subarray(0, off), {}, (err?: Error) => {
             if (err && !failed) {
               failed = true;
               finish(err);
@@ -307,6 +309,73 @@ export class RawRoutes {
       pump();
     });
   }
+}
+
+export type RouteOp = 'add' | 'replace' | 'delete';
+
+/** An upper bound of encodeRoute's length for r: header, rtmsg, up to five attributes. */
+export function routeMessageMax(r: RouteSpec): number {
+  return 16 + 12 + 5 * (4 + (r.family === 4 ? 4 : 16));
+}
+
+/**
+ * Encode one route request into `b` at `off` (rtnetlink(7): nlmsghdr, rtmsg, attributes);
+ * returns the end. seq is written by the sender.
+ */
+export function encodeRoute(op: RouteOp, r: RouteSpec, ifindex: (name: string) => number | undefined, b: Buffer, off: number): number {
+  const alen = r.family === 4 ? 4 : 16;
+  const slash = r.dst.indexOf('/');
+  const addr = r.dst.slice(0, slash);
+  const dstLen = Number(r.dst.slice(slash + 1));
+  let oif: number | undefined;
+  // unicast and local (the proxy target's `local default dev lo`) name their device.
+  const dev = (r.type === 'unicast' || r.type === 'local') && op !== 'delete' && r.dev !== undefined;
+  if (dev) {
+    oif = ifindex(r.dev!);
+    if (oif === undefined) throw new WgsplitError('NO_INTERFACE', `interface ${r.dev} does not exist`);
+  }
+  b.fill(0, off, off + 28);
+  b.writeUInt16LE(op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE, off + 4);
+  const flags = F_REQUEST | F_ACK | (op === 'delete' ? 0 : F_CREATE | (op === 'replace' ? F_REPLACE : F_EXCL));
+  b.writeUInt16LE(flags, off + 6);
+  const h = off + 16;
+  b[h] = AF[r.family];
+  b[h + 1] = dstLen;
+  b[h + 4] = r.table < 256 ? r.table : 0; // RT_TABLE_UNSPEC; the real id is RTA_TABLE
+  b[h + 5] = r.protocol;
+  // iproute2's choice: a unicast route without a gateway is scope link, a local route scope
+  // host; throw and unreachable are universe; a delete matches any scope with NOWHERE.
+  b[h + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : r.type === 'unicast' ? RT_SCOPE_LINK : r.type === 'local' ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
+  b[h + 7] = TYPE_NUM[r.type];
+  let o = h + 12;
+  const attr = (type: number, len: number) => {
+    b.writeUInt16LE(4 + len, o);
+    b.writeUInt16LE(type, o + 2);
+    o += 4;
+  };
+  if (dstLen > 0 || r.family === 6) {
+    attr(RTA_DST, alen);
+    putAddr(r.family, addr, b, o);
+    o += alen;
+  }
+  attr(RTA_TABLE, 4);
+  b.writeUInt32LE(r.table, o);
+  o += 4;
+  attr(RTA_PRIORITY, 4);
+  b.writeUInt32LE(r.metric, o);
+  o += 4;
+  if (dev) {
+    attr(RTA_OIF, 4);
+    b.writeUInt32LE(oif!, o);
+    o += 4;
+    if (r.src) {
+      attr(RTA_PREFSRC, alen);
+      putAddr(r.family, r.src, b, o);
+      o += alen;
+    }
+  }
+  b.writeUInt32LE(o - off, off);
+  return o;
 }
 
 export function errnoName(errno: number): string {

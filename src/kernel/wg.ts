@@ -2,9 +2,10 @@
  * WireGuard endpoints via `wg show IFACE endpoints`: works for kernel WireGuard and for
  * userspace implementations (wireguard-go) alike, which a netlink genl query would not.
  * NOTE: node's execFile, not execa, on purpose: this runs on every `wgsplit up` from
- * wg-quick, and importing execa costs ~130 ms here (more than node's own start-up).
+ * wg-quick, and importing execa costs ~130 ms here (more than node's own start-up). And
+ * child_process itself is imported only here, when asked: a TCP-only profile never needs
+ * the endpoints, and loading the module costs ~10 ms of every start.
  */
-import { execFile } from 'node:child_process';
 import { parseAddress } from '../model/prefix.js';
 import type { Endpoint } from '../compile/facts.js';
 
@@ -27,6 +28,7 @@ export function parseEndpoints(text: string): Endpoint[] {
 export const WG_MISSING = 'wg (wireguard-tools) is not installed: WireGuard endpoints unknown';
 
 export async function wgEndpoints(iface: string): Promise<{ endpoints: Endpoint[]; note?: string }> {
+  const { execFile } = await import('node:child_process');
   return new Promise((resolve) => {
     execFile('wg', ['show', iface, 'endpoints'], { timeout: 5000 }, (err, stdout, stderr) => {
       if (!err) return resolve({ endpoints: parseEndpoints(stdout) });

@@ -191,3 +191,20 @@ export function dumpNft(state: NftState): string {
   for (const c of [...state.chains].sort(compareChains)) for (const r of state.rules.filter((x) => x.chain === c.name)) out.push(`rule ${c.name} [${r.key}] ${r.expr}`);
   return out.join('\n') + (out.length ? '\n' : '');
 }
+
+/**
+ * A short digest of a whole wanted state (chains, sets with their elements, rules by key
+ * and expression): two runs that want the same table give the same digest. The watcher
+ * compares it to tell a repair (the same state put back) from a change of what is wanted.
+ */
+export function nftDigest(s: NftState | undefined): string {
+  if (!s) return '-';
+  const h = createHash('sha1');
+  for (const c of s.chains) h.update(`c ${c.name} ${chainDeclaration(c)}\n`);
+  for (const x of s.sets) {
+    h.update(`s ${x.name} ${setDeclaration(x)} ${x.external ? 'external' : ''}\n`);
+    if (!x.external) for (const e of x.elements) h.update(e).update(',');
+  }
+  for (const r of s.rules) h.update(`r ${r.chain} ${r.key} ${ruleHash(r.expr)}\n`);
+  return h.digest('hex').slice(0, 16);
+}

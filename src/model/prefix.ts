@@ -3,8 +3,6 @@
  * formatting in the kernel's canonical form, and aggregation (merge covered and adjacent
  * prefixes) so a table holds as few `throw` routes as possible. Pure: no I/O.
  */
-import { isIPv6 } from 'node:net';
-
 export type Family = 4 | 6;
 
 export interface Prefix {
@@ -44,27 +42,58 @@ function parseIPv4(text: string): number {
   return value * 256 + octet;
 }
 
+/**
+ * Colon-hex IPv6 (RFC 4291 2.2: groups of 1-4 hex digits, one `::` for one or more zero
+ * groups, an optional dotted-quad tail for the last 32 bits) to 8 group values, or
+ * undefined. The same grammar as node's isIPv6 without its zone suffix (`%eth0` means
+ * nothing in a route prefix; test/unit/prefix.test.ts compares the two). Hand-written:
+ * isIPv6's regex alone took ~8 ms to compile on every `wgsplit up` (the @private sets).
+ */
+function parseIPv6(text: string): number[] | undefined {
+  const gap = text.indexOf('::');
+  if (gap >= 0 && text.indexOf('::', gap + 1) >= 0) return undefined;
+  const side = (part: string, last: boolean): number[] | undefined => {
+    if (part === '') return [];
+    const out: number[] = [];
+    const pieces = part.split(':');
+    for (let i = 0; i < pieces.length; i++) {
+      const g = pieces[i];
+      if (last && i === pieces.length - 1 && g.includes('.')) {
+        const v4 = parseIPv4(g);
+        if (v4 < 0) return undefined;
+        out.push(Math.floor(v4 / 65536), v4 % 65536);
+        continue;
+      }
+      if (g.length < 1 || g.length > 4) return undefined;
+      let v = 0;
+      for (let k = 0; k < g.length; k++) {
+        const c = g.charCodeAt(k);
+        const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+        if (d < 0) return undefined;
+        v = v * 16 + d;
+      }
+      out.push(v);
+    }
+    return out;
+  };
+  if (gap < 0) {
+    const all = side(text, true);
+    return all && all.length === 8 ? all : undefined;
+  }
+  const head = side(text.slice(0, gap), false);
+  const tail = side(text.slice(gap + 2), true);
+  if (!head || !tail || head.length + tail.length > 7) return undefined;
+  return [...head, ...Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+}
+
 export function parseAddress(text: string): { family: Family; addr: bigint } | undefined {
   const v4 = parseIPv4(text);
   if (v4 >= 0) return { family: 4, addr: BigInt(v4) };
-  // node's isIPv6 accepts a zone (fe80::1%eth0); a zone means nothing in a route prefix.
-  if (isIPv6(text) && !text.includes('%')) {
-    let s = text.toLowerCase();
-    // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
-    const v4tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-    if (v4tail) {
-      const v4 = parseAddress(v4tail[1])!.addr;
-      s = s.slice(0, v4tail.index) + ((v4 >> 16n) & 0xffffn).toString(16) + ':' + (v4 & 0xffffn).toString(16);
-    }
-    const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
-    const h = head ? head.split(':') : [];
-    const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-    const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-    let addr = 0n;
-    for (const g of groups) addr = (addr << 16n) | BigInt(parseInt(g, 16));
-    return { family: 6, addr };
-  }
-  return undefined;
+  const groups = text.includes(':') ? parseIPv6(text) : undefined;
+  if (!groups) return undefined;
+  let addr = 0n;
+  for (const g of groups) addr = (addr << 16n) | BigInt(g);
+  return { family: 6, addr };
 }
 
 export function formatAddress(family: Family, addr: bigint): string {
@@ -110,9 +139,21 @@ export function parsePrefix(text: string): PrefixParse {
   // IPv4 fast path in plain numbers (list files are mostly IPv4; BigInt masks were the cost).
   const v4 = parseIPv4(addrText);
   if (v4 >= 0) {
-    const lenText = slash < 0 ? '32' : text.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > 32) return { ok: false, reason: `"${text}": prefix length must be 0-32 for IPv4` };
-    const len = Number(lenText);
+    // The length by hand too: 1-2 decimal digits, 0-32 (a regex and a slice per line cost
+    // more than the address).
+    let len = slash < 0 ? 32 : -1;
+    if (slash >= 0) {
+      const digits = text.length - slash - 1;
+      const d0 = text.charCodeAt(slash + 1) - 48;
+      const d1 = digits === 2 ? text.charCodeAt(slash + 2) - 48 : 0;
+      if ((digits === 1 || digits === 2) && d0 >= 0 && d0 <= 9 && d1 >= 0 && d1 <= 9) len = digits === 2 ? d0 * 10 + d1 : d0;
+      if (len < 0 || len > 32) {
+        // The general rule (three digits, out of range, not digits): as before.
+        const lenText = text.slice(slash + 1);
+        if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > 32) return { ok: false, reason: `"${text}": prefix length must be 0-32 for IPv4` };
+        len = Number(lenText);
+      }
+    }
     const hostBits = len === 32 ? 0 : v4 % 2 ** (32 - len);
     if (hostBits !== 0) {
       const net = formatPrefix({ family: 4, addr: BigInt(v4 - hostBits), len });
@@ -177,23 +218,24 @@ export function comparePrefix(a: Prefix, b: Prefix): number {
  */
 function aggregate4(prefixes: readonly Prefix[]): Prefix[] {
   const n = prefixes.length;
-  const addr = new Float64Array(n);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    addr[i] = Number(prefixes[i].addr);
-    order[i] = i;
-  }
+  // One number per prefix, address * 64 + length (below 2^38, exact in a double), sorted as
+  // a Float64Array: the engine's numeric sort without a comparator call per step (100k
+  // random prefixes: ~10 ms against ~60 ms for index sorting with a callback).
+  const keys = new Float64Array(n);
   let inOrder = true;
-  for (let i = 1; i < n && inOrder; i++) if (addr[i - 1] > addr[i] || (addr[i - 1] === addr[i] && prefixes[i - 1].len > prefixes[i].len)) inOrder = false;
-  // Published lists usually come sorted: then one pass instead of a 100k-element sort.
-  const sorted = inOrder ? order : Array.from(order).sort((a, b) => addr[a] - addr[b] || prefixes[a].len - prefixes[b].len);
+  for (let i = 0; i < n; i++) {
+    keys[i] = Number(prefixes[i].addr) * 64 + prefixes[i].len;
+    if (i && keys[i - 1] > keys[i]) inOrder = false;
+  }
+  // Published lists usually come sorted: then no sort at all.
+  if (!inOrder) keys.sort();
   const sa: number[] = [];
   const sl: number[] = [];
   const size = (len: number) => 2 ** (32 - len);
   const coversN = (oa: number, ol: number, ia: number, il: number) => ol <= il && ia - (ia % size(ol)) === oa;
-  for (const i of sorted) {
-    const a = addr[i];
-    const l = prefixes[i].len;
+  for (let i = 0; i < n; i++) {
+    const l = keys[i] % 64;
+    const a = (keys[i] - l) / 64;
     const top = sa.length - 1;
     if (top >= 0 && coversN(sa[top], sl[top], a, l)) continue;
     sa.push(a);

@@ -43,14 +43,15 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   const wantRules = new Map<string, { rule: RuleSpec; profile: string }>();
   // Cached units (see reconcile's plan cache) want exactly what their table holds: their
   // routes are neither hashed nor compared, their table's routes neither added nor deleted.
-  const cachedTables = new Set(active.filter((u) => u.cached).map((u) => `${u.family}|${u.profile.table}`));
+  // Keyed table * 8 + family (numbers: no string per observed route below).
+  const cachedTables = new Set(active.filter((u) => u.cached).map((u) => u.profile.table * 8 + u.family));
   const want = new Buckets();
   for (const u of active) {
     if (!u.cached) for (const r of u.routes) want.add(r);
     for (const r of u.rules) wantRules.set(ruleKey(r), { rule: r, profile: u.profile.name });
   }
   const have = new Buckets();
-  for (const r of observed.routes) if (!cachedTables.has(`${r.family}|${r.table}`)) have.add(r);
+  for (const r of observed.routes) if (!cachedTables.size || !cachedTables.has(r.table * 8 + r.family)) have.add(r);
   const haveRules = new Map(observed.rules.map((r) => [ruleKey(r), r]));
   const inScope = (family: number, table: number) => scope.has(table) && !isFrozen(family, table);
   const sameRoute = (a: RouteSpec, b: RouteSpec) => a.type === b.type && a.dev === b.dev && a.src === b.src && a.protocol === b.protocol;
@@ -69,8 +70,13 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // In the order compile produced them, so plans read the way profiles are written.
   for (const u of active) {
     if (u.cached) continue;
+    // A unit's routes come in runs of one bucket (compile emits them per family and table,
+    // at two metrics): look the bucket up once per run, not three Map lookups per route.
+    let last: RouteSpec | undefined;
+    let st: 'equal' | 'allAdd' | Map<string, RouteSpec> = 'allAdd';
     for (const r of u.routes) {
-      const st = state.get(want.get(r)!)!;
+      if (!last || last.family !== r.family || last.table !== r.table || last.metric !== r.metric) st = state.get(want.get(r)!)!;
+      last = r;
       if (st === 'equal') continue;
       const h = st === 'allAdd' ? undefined : st.get(r.dst);
       if (!h) routeAdds.push({ op: 'add', kind: 'route', route: r, profile: u.profile.name });

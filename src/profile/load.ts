@@ -11,6 +11,7 @@ import { locate } from './locate.js';
 import { parseListFile } from './listFile.js';
 import { WgsplitError, type Problem } from '../errors.js';
 import { parseProfile } from './parse.js';
+import type { Prefix } from '../model/prefix.js';
 import type { Profile } from './types.js';
 import { validateSet } from './validateSet.js';
 import { errnoText, readRegularFile } from './readText.js';
@@ -45,7 +46,21 @@ function checkPerms(path: string, what: string, problems: string[], st?: Stats):
   if (p) problems.push(p);
 }
 
-export function loadProfileDir(dir: string, opts: { resolveUser?: UserResolver } = {}): LoadedProfiles {
+export interface LoadOptions {
+  /**
+   * Parse list files only when their prefixes are first used. Their bytes are still read
+   * and hashed (the profile's digest), so a plan-cache hit (reconcile/planCache.ts: same
+   * digest as a successful apply, hence a list that parsed cleanly then) never parses
+   * 100k lines; on a miss, compile's first use parses and a bad line throws the usual
+   * PROFILE problems before anything is written. Off for `check`, `down` and the watcher,
+   * which must see every problem when loading.
+   */
+  lazyLists?: boolean;
+  /** how user names in `uids` / `bypass_uids` resolve (default: getent passwd, cached) */
+  resolveUser?: UserResolver;
+}
+
+export function loadProfileDir(dir: string, opts: LoadOptions = {}): LoadedProfiles {
   const abs = resolve(dir);
   let entries: string[];
   try {
@@ -65,7 +80,7 @@ export function loadProfileDir(dir: string, opts: { resolveUser?: UserResolver }
 
 /** Parse and cross-validate the given files; throws PROFILE with every problem. */
 /** Read a profile's list files (relative to its own directory) into include / exclude. */
-function readLists(p: Profile, text: string, problems: Problem[]): void {
+function readLists(p: Profile, text: string, problems: Problem[], lazy: boolean): void {
   const digest = createHash('sha1').update(text);
   for (const [key, files, into] of [
     ['include_files', p.includeFiles, p.include],
@@ -87,6 +102,10 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
         problems.push({ file: p.file, line: pos.line, col: pos.col, message: m });
       }
       digest.update(`\0${path}\0`).update(body);
+      if (lazy) {
+        into.push(lazyList(`file ${name}`, path, body));
+        return;
+      }
       const r = parseListFile(path, body);
       problems.push(...r.problems);
       into.push({ text: `file ${name}`, prefixes: r.prefixes });
@@ -98,7 +117,21 @@ function readLists(p: Profile, text: string, problems: Problem[]): void {
   p.digest = digest.digest('hex');
 }
 
-export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean; resolveUser?: UserResolver } = {}): Profile[] {
+/** A list source whose prefixes are parsed on first use (see LoadOptions.lazyLists). */
+function lazyList(text: string, path: string, body: string): Profile['include'][number] {
+  let prefixes: Prefix[] | undefined;
+  return {
+    text,
+    get prefixes(): Prefix[] {
+      if (prefixes) return prefixes;
+      const r = parseListFile(path, body);
+      if (r.problems.length) throw new WgsplitError('PROFILE', `${r.problems.length} problem${r.problems.length > 1 ? 's' : ''} in profiles`, { problems: r.problems });
+      return (prefixes = r.prefixes);
+    },
+  };
+}
+
+export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean } & LoadOptions = {}): Profile[] {
   const resolveUser = opts.resolveUser ?? cachedResolver();
   const problems: Problem[] = [];
   const texts = new Map<string, string>();
@@ -120,7 +153,7 @@ export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean; 
     const r = parseProfile(file, text, { resolveUser });
     problems.push(...r.problems);
     if (r.profile) {
-      readLists(r.profile, text, problems);
+      readLists(r.profile, text, problems, !!opts.lazyLists);
       profiles.push(r.profile);
     }
   }

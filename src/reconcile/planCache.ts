@@ -12,6 +12,7 @@ import type { Desired, Unit } from '../compile/desired.js';
 import type { Facts } from '../compile/facts.js';
 import { ruleKey } from '../model/rule.js';
 import { routesFingerprint, type Observed } from '../plan/diff.js';
+import type { RouteSpec } from '../model/route.js';
 import type { Profile } from '../profile/types.js';
 import type { CachedPlan, OwnedTables } from '../state/owned.js';
 import { COUNTER_CHAINS, withCounters } from '../compile/counters.js';
@@ -59,6 +60,18 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
   };
 }
 
+const fingerprints = new WeakMap<readonly RouteSpec[], { n: number; sum: number; xor: number }>();
+
+/**
+ * routesFingerprint of a compiled unit's routes, once per array: the compile memo hands the
+ * same arrays to every watcher run, and 10k routes cost a few ms to hash each time.
+ */
+export function unitFingerprint(routes: readonly RouteSpec[]): { n: number; sum: number; xor: number } {
+  let fp = fingerprints.get(routes);
+  if (!fp) fingerprints.set(routes, (fp = routesFingerprint(routes)));
+  return fp;
+}
+
 /** After a successful apply: remember what each cleanly compiled profile wanted. */
 export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): void {
   const plans = (owned.plans ??= {});
@@ -87,9 +100,37 @@ export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): v
         status: u.status as 'active' | 'down',
         mode: u.mode,
         notes: u.notes,
-        routes: routesFingerprint(u.routes),
+        routes: unitFingerprint(u.routes),
         rules: u.rules.map(ruleKey).sort(),
       })),
     };
+  }
+}
+
+/**
+ * In memory, for a long-running process (the watcher): what the last compile of each
+ * loaded profile produced, keyed like the plan cache. A repair after someone deleted one
+ * of our rules misses the plan cache (the table no longer holds what was wanted) but not
+ * this memo (nothing it depends on changed), so the 10k-prefix profile is not parsed and
+ * aggregated again; diff still compares everything with the kernel. Only clean rule-mode
+ * results are kept: compile adds errors, warnings and fwmark fragments across profiles.
+ */
+export class CompileMemo {
+  private readonly byProfile = new WeakMap<Profile, { key: string; units: Unit[] }>();
+
+  reuse(p: Profile, f: Facts): Unit[] | undefined {
+    const e = this.byProfile.get(p);
+    return e && e.key === planKey(p, f) ? e.units : undefined;
+  }
+
+  remember(desired: Desired, f: Facts): void {
+    const byProfile = new Map<Profile, Unit[]>();
+    for (const u of desired.units) (byProfile.get(u.profile) ?? byProfile.set(u.profile, []).get(u.profile)!).push(u);
+    for (const [p, units] of byProfile) {
+      const key = planKey(p, f);
+      const mentioned = [...desired.errors, ...desired.warnings].some((m) => m.includes(`profile ${p.name}`));
+      if (!key || mentioned || units.some((u) => u.cached || u.mode !== 'rule')) continue;
+      this.byProfile.set(p, { key, units });
+    }
   }
 }

@@ -17,7 +17,7 @@ import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
-import { rememberPlans, reuser } from './planCache.js';
+import { rememberPlans, reuser, type CompileMemo } from './planCache.js';
 import { WG_MISSING } from '../kernel/wg.js';
 import type { DnsmasqPort, DnsmasqSync } from '../dnsmasq/dnsmasq.js';
 import { cacheStale, renderDropin } from '../dnsmasq/dropin.js';
@@ -34,13 +34,17 @@ export interface Computed {
   allFacts: Facts;
   scope: Set<number>;
   plan: Plan;
+  /** the state file as read once at the start of this run (the caller holds the lock) */
+  owned: OwnedTables;
 }
 
 /** Everything short of writing: the plan `diff`, `--dry-run` and apply share. */
-export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean } = {}): Promise<Computed> {
+export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean; memo?: CompileMemo } = {}): Promise<Computed> {
   const selected = cmd.kind === 'apply' ? profiles : profiles.filter((p) => p.interface === cmd.iface);
-  const ifaceFacts = await kernel.interfaceFacts(selected.map((p) => p.interface));
-  if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface])).get(cmd.iface))?.exists) {
+  // WireGuard endpoints are excluded only by profiles that can match UDP (compile.ts).
+  const endpointsOf = profiles.filter((p) => p.protocols === undefined || p.protocols.includes('udp')).map((p) => p.interface);
+  const ifaceFacts = await kernel.interfaceFacts(selected.map((p) => p.interface), { endpointsOf });
+  if (cmd.kind === 'up' && !(ifaceFacts.get(cmd.iface) ?? (await kernel.interfaceFacts([cmd.iface], { endpointsOf })).get(cmd.iface))?.exists) {
     throw new WgsplitError('NO_INTERFACE', `interface ${cmd.iface} does not exist (wg-quick runs PostUp after creating it; check the name)`);
   }
   // Without `wg` the endpoints are unknown, so a profile that can match UDP would send the
@@ -53,6 +57,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
         `wg (wireguard-tools) is not installed, so the WireGuard endpoints of ${[...new Set(udp.map((p) => p.interface))].join(', ')} are unknown; profile ${udp.map((p) => p.name).join(', ')} can match UDP and would send the tunnel's own packets into the tunnel: install wireguard-tools (apt-get install wireguard-tools)`,
       );
   }
+  // Read once per run: the caller holds the lock, so nobody else writes it meanwhile.
   const owned = state.load();
   const ruleSelectors = await selectorsFor(kernel, state, owned, profiles);
   const mayUseNft = profiles.some((p) => mayNeedNft(p, ruleSelectors));
@@ -70,11 +75,14 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const cgroups = profiles.some(hasApps) && kernel.cgroups ? await kernel.cgroups(cgroupPathsOf(profiles, ownCgroupBase())) : undefined;
   const forwarding = await forwardingFacts(kernel, profiles);
   const allFacts = makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, rpFilterAll, changedSysctls, cgroups, forwarding });
-  const desired = compile(selected, allFacts, opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed));
+  const cache = opts.noCache ? undefined : reuser(owned.plans ?? {}, allFacts, observed);
+  const memo = opts.memo;
+  const desired = compile(selected, allFacts, cache || memo ? (p) => cache?.(p) ?? memo?.reuse(p, allFacts) : undefined);
+  memo?.remember(desired, allFacts);
   // The nftables table is one for all profiles: `up wg1` must not drop wg0's part.
   if (cmd.kind !== 'apply' && mayUseNft && profiles.length > selected.length) {
     const others = profiles.filter((p) => !selected.includes(p));
-    const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface));
+    const otherFacts = await kernel.interfaceFacts(others.map((p) => p.interface), { endpointsOf });
     for (const [k, v] of otherFacts) ifaceFacts.set(k, v);
     const all = compile(profiles, makeFacts(ifaceFacts, { connected: observed.connected ?? [], remembered, stopped, ruleSelectors, cgroups, forwarding }));
     desired.nft = all.nft;
@@ -97,7 +105,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
     for (const [t, o] of Object.entries(owned.tables)) if (o.interface === cmd.iface) scope.add(Number(t));
   }
   for (const u of desired.units) scope.add(u.profile.table);
-  return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope) };
+  return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope), owned };
 }
 
 /** Gateway profiles need forwarding on (compile refuses otherwise); read only when one exists. */
@@ -120,10 +128,10 @@ async function selectorsFor(kernel: KernelPort, state: StateStore, owned: OwnedT
   if (r.definitive === false) return { supported: r.supported, missing: r.missing };
   // Only a cache: a state directory that cannot be written must not fail `diff` or `status`
   // (a write that matters fails in saveState, before anything is written to the kernel).
+  // In the record this run loaded and saves again later (read once per run, under the lock).
+  owned.probe = { key, supported: r.supported, missing: r.missing };
   try {
-    const fresh = state.load();
-    fresh.probe = { key, supported: r.supported, missing: r.missing };
-    state.save(fresh);
+    state.save(owned);
   } catch {
     /* probed again next time */
   }
@@ -165,9 +173,9 @@ export async function applyCommand(
   profiles: Profile[],
   cmd: Command,
   onProgress?: (done: number, total: number) => void,
-  opts: { lenient?: boolean; retried?: boolean; dnsmasq?: DnsmasqPort } = {},
+  opts: { lenient?: boolean; retried?: boolean; dnsmasq?: DnsmasqPort; memo?: CompileMemo } = {},
 ): Promise<ApplyResult> {
-  const c = await computePlan(kernel, state, profiles, cmd);
+  const c = await computePlan(kernel, state, profiles, cmd, { memo: opts.memo });
   preflight(c, opts.lenient);
   // Domain sets are filled by dnsmasq: refuse before writing anything when it cannot. Not
   // for `down`, which only removes (wg-quick's PostDown must clean up whatever happened).
@@ -184,6 +192,11 @@ export async function applyCommand(
       await rollbackRoutes(kernel, c);
       throw err;
     }
+  }
+  // Nothing written, nothing to read back (the no-op `up` from every wg-quick PostUp).
+  if (!c.plan.ops.length) {
+    saveState(state, c, cmd, 'after');
+    return { ...c, written: 0 };
   }
   // Read back what can be stored differently than asked: rules (old kernels drop selectors
   // they do not know) and the nft table. Routes are not dumped again: every route request
@@ -317,7 +330,8 @@ async function removeUnseen(kernel: KernelPort, c: Computed, residue: Plan['ops'
  * seen up (after), and which interfaces `down` stopped.
  */
 function saveState(state: StateStore, c: Computed, cmd: Command, when: 'before' | 'after'): void {
-  const owned = state.load();
+  // The run's one copy (computePlan read it under the lock; 'before' updated it).
+  const owned = c.owned;
   const before = JSON.stringify(owned);
   owned.interfaces ??= {};
   let stopped = new Set(owned.stopped ?? []);

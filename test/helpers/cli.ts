@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { run } from '../../src/cli/main.js';
+import { run } from '../../src/cli/run.js';
 import type { FakeKernel } from '../../src/kernel/fake.js';
 import { MemoryStateStore, openState, type StateStore } from '../../src/state/owned.js';
 

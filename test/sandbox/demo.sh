@@ -8,7 +8,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 PREFIX=wgdemo
-WGSPLIT="node $ROOT/dist/src/cli/main.js"
+WGSPLIT="node $ROOT/dist/src/cli/main.cjs"
 
 if [ "$(id -u)" != 0 ]; then echo "demo: needs root (it creates network namespaces)" >&2; exit 2; fi
 

@@ -25,8 +25,8 @@ test('install.sh stages the command, man pages, completion, rt_protos name and s
       t.true(existsSync(join(dest, f)), f);
     }
     t.false(existsSync(join(dest, 'usr/local/lib/wgsplit/node_modules/ava')), 'dev dependencies are not installed');
-    t.is(readlinkSync(join(dest, 'usr/local/bin/wgsplit')), '/usr/local/lib/wgsplit/dist/src/cli/main.js');
-    const out = execFileSync(join(dest, 'usr/local/lib/wgsplit/dist/src/cli/main.js'), ['--version'], { encoding: 'utf8' });
+    t.is(readlinkSync(join(dest, 'usr/local/bin/wgsplit')), '/usr/local/lib/wgsplit/dist/src/cli/main.cjs');
+    const out = execFileSync(join(dest, 'usr/local/lib/wgsplit/dist/src/cli/main.cjs'), ['--version'], { encoding: 'utf8' });
     t.regex(out, /^wgsplit \d+\.\d+\.\d+/);
   } finally {
     rmSync(dest, { recursive: true, force: true });

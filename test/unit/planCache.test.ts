@@ -2,6 +2,7 @@
 // and table are unchanged is reused without compiling; any change in the kernel, the
 // profile or the facts means a full compile and the same result as without the cache.
 import test from 'ava';
+import { CompileMemo } from '../../src/reconcile/planCache.js';
 import { applyCommand, computePlan } from '../../src/reconcile/reconcile.js';
 import { MemoryStateStore } from '../../src/state/owned.js';
 import { EXAMPLE_TOML, fakeHost, profile } from '../helpers/unit.js';
@@ -53,4 +54,30 @@ test('a changed profile (another digest) is compiled again', async (t) => {
   const c = await computePlan(k, state, [edited], { kind: 'apply' });
   t.false(c.desired.units.some((u) => u.cached));
   t.true(c.plan.ops.some((o) => o.kind === 'route' && o.op === 'add' && o.route.dst === '8.8.8.0/24'));
+});
+
+test('the in-memory compile memo (watcher): a deleted rule is repaired from the last compile, and any changed fact compiles again', async (t) => {
+  const k = fakeHost();
+  const state = new MemoryStateStore();
+  const memo = new CompileMemo();
+  const p = withDigest(EXAMPLE_TOML, 'd1');
+  const first = await applyCommand(k, state, [p], { kind: 'apply' }, undefined, { memo });
+  const before = k.dump();
+  const rule = k.rules.find((r) => r.family === 4 && r.protocol === 87)!;
+  await k.apply({ ops: [{ op: 'delete', kind: 'rule', rule }] });
+  const repair = await applyCommand(k, state, [p], { kind: 'apply' }, undefined, { memo });
+  t.deepEqual(repair.plan.ops.map((o) => `${o.op} ${o.kind}`), ['add rule']);
+  t.false(repair.desired.units.some((u) => u.cached), 'the plan cache missed (a rule is gone)');
+  t.is(repair.desired.units.find((u) => u.family === 4), first.desired.units.find((u) => u.family === 4), 'the memo supplied the compiled unit');
+  t.is(k.dump(), before);
+  // A new address of the interface is another key: compiled afresh, the route follows it.
+  k.setInterface('wg0', { addresses: { 4: ['10.253.0.9'], 6: ['fd00:253::2'] } });
+  const moved = await applyCommand(k, state, [p], { kind: 'apply' }, undefined, { memo });
+  t.not(moved.desired.units.find((u) => u.family === 4), first.desired.units.find((u) => u.family === 4));
+  t.true(moved.plan.ops.some((o) => o.kind === 'route' && o.op === 'replace' && o.route.src === '10.253.0.9'));
+  // Without the memo the repair computes the same plan.
+  await k.apply({ ops: [{ op: 'delete', kind: 'rule', rule: k.rules.find((r) => r.family === 4 && r.protocol === 87)! }] });
+  const withMemo = await computePlan(k, state, [p], { kind: 'apply' }, { memo });
+  const without = await computePlan(k, state, [p], { kind: 'apply' });
+  t.deepEqual(withMemo.plan, without.plan);
 });

@@ -15,6 +15,7 @@ import {
   type Family,
   type Prefix,
 } from '../../src/model/prefix.js';
+import { isIPv6 } from 'node:net';
 import { rng } from '../helpers/unit.js';
 
 const fmt = (ps: Prefix[]) => ps.map(formatPrefix);
@@ -225,3 +226,44 @@ for (const family of [4, 6] as Family[]) {
     }
   });
 }
+
+test('IPv6 parsing accepts exactly what node:net isIPv6 accepts (without zones), and reads the same groups', (t) => {
+  const r = rng(6);
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  const atoms = ['0', '1', 'a', 'F', 'ff', 'fe80', '2001', 'db8', '12345', 'g', '', '::', ':', '1.2.3.4', '255.255.255.255', '01.2.3.4', '1.2.3', 'ffff', '00000'];
+  const samples = ['::', '::1', '1::', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8:9', ':1::', '1:::2', '::ffff:1.2.3.4', '1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:7:1.2.3.4', '1.2.3.4::', 'fe80::1%eth0', '1::2::3', 'FE80::ABCD'];
+  const hex = () => Math.floor(r() * 65536).toString(16).slice(0, 1 + Math.floor(r() * 4));
+  for (let i = 0; i < 5000; i++) {
+    // Near-valid by construction: 8 groups (or 6 and a dotted quad), a run of them dropped
+    // for `::`, sometimes one group broken.
+    const g = Array.from({ length: 8 }, hex);
+    if (r() < 0.3) g.splice(6, 2, `${Math.floor(r() * 256)}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}.${Math.floor(r() * 300)}`);
+    if (r() < 0.7) {
+      const at = Math.floor(r() * g.length);
+      const drop = Math.floor(r() * (g.length - at + 1));
+      const head = g.slice(0, at).join(':');
+      const tail = g.slice(at + drop).join(':');
+      samples.push(`${head}::${tail}`);
+    } else samples.push(g.join(':'));
+    if (r() < 0.1) samples[samples.length - 1] = samples[samples.length - 1].replace(/[0-9a-f]/, pick(['g', '', '::', '00000']));
+  }
+  for (let i = 0; i < 20_000; i++) {
+    const n = 1 + Math.floor(r() * 9);
+    let s = '';
+    for (let k = 0; k < n; k++) s += (k && r() < 0.8 ? ':' : '') + pick(atoms);
+    samples.push(s);
+  }
+  let accepted = 0;
+  for (const s of samples) {
+    const want = isIPv6(s) && !s.includes('%');
+    const got = parseAddress(s);
+    t.is(got?.family === 6, want, s);
+    if (want && got) {
+      accepted++;
+      // The same value as the URL parser's (an independent IPv6 reader) canonical form.
+      const canon = new URL(`http://[${s}]/`).hostname.slice(1, -1);
+      t.is(formatAddress(6, got.addr), formatAddress(6, parseAddress(canon)!.addr), s);
+    }
+  }
+  t.true(accepted > 500, `only ${accepted} valid samples`);
+});

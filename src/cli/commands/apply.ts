@@ -14,7 +14,8 @@ import { isOurs, renderDropin } from '../../dnsmasq/dropin.js';
 export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
   let profiles: Profile[];
   try {
-    profiles = loadProfileDir(ctx.args.config).profiles;
+    // `down` must see a bad list when loading (it then proceeds without the profiles).
+    profiles = loadProfileDir(ctx.args.config, { lazyLists: cmd.kind !== 'down' }).profiles;
   } catch (e) {
     // PostDown must not leave the tunnel's rules (and its blocking fallback) behind because
     // a profile was broken since `up`: the state store lists every table `up` made for
