@@ -193,10 +193,12 @@ export async function applyCommand(
       throw err;
     }
   }
-  // Nothing written, nothing to read back (the no-op `up` from every wg-quick PostUp).
+  // Nothing written, nothing to read back (the no-op `up` from every wg-quick PostUp); the
+  // dnsmasq drop-in is still compared (it may have been deleted by hand).
   if (!c.plan.ops.length) {
     saveState(state, c, cmd, 'after');
-    return { ...c, written: 0 };
+    const dnsmasq = opts.dnsmasq ? await opts.dnsmasq.sync(dropin, false) : undefined;
+    return { ...c, written: 0, dnsmasq };
   }
   // Read back what can be stored differently than asked: rules (old kernels drop selectors
   // they do not know) and the nft table. Routes are not dumped again: every route request
