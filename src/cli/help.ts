@@ -59,5 +59,6 @@ changed); 3 a kernel request failed part-way (run apply or down again).
 
 Profiles: one TOML file per profile, *.toml in the config directory; see wgsplit.toml(5).
 Every rule and route wgsplit makes carries protocol 87 ("wgsplit"); its nftables state
-(fwmark mode, traffic counters) lives in table inet wgsplit. Nothing else is touched. More: wgsplit(8).
+(marks, sets, counters, masquerade, TPROXY) lives in table inet wgsplit. Nothing else is
+touched. More: wgsplit(8).
 `;
