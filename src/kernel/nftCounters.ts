@@ -1,7 +1,8 @@
 /**
  * The kernel's traffic counters of wgsplit's counter rules (compile/counters.ts), read with
- * `nft -j list chain inet wgsplit counters_out` (and counters_in): only those two chains,
- * not the table, so a profile with 100k prefixes in a set costs nothing extra here. A rule
+ * one nfnetlink rule dump (kernel/nftNetlink.ts countersByNetlink); `nft -j list chain inet
+ * wgsplit counters_out` (and counters_in) only where that socket cannot be used: nft 1.0.6
+ * loads every set element even to list one chain (about a second at 100k prefixes). A rule
  * is found by the key in its comment (model/nft.ts parseRuleComment), never by handle.
  * The JSON form (libnftables-json(5)) carries a counter statement's values inside the
  * rule's expression: {"counter": {"packets": N, "bytes": N}}.
@@ -11,6 +12,8 @@ import { parseRuleComment } from '../model/nft.js';
 import { COUNTER_CHAINS } from '../compile/counters.js';
 import { WgsplitError } from '../errors.js';
 import { nftBinary } from './nft.js';
+import { Nfnl, NfnlError } from './nfnetlink.js';
+import { countersByNetlink } from './nftNetlink.js';
 
 export interface Counter {
   packets: number;
@@ -34,6 +37,21 @@ export function parseCounters(json: string): Map<string, Counter> {
 
 /** Every counter of wgsplit's counter chains; an empty map when the table or chain is not there. */
 export async function readCounters(): Promise<Map<string, Counter>> {
+  const chains = [COUNTER_CHAINS.out.name, COUNTER_CHAINS.in.name];
+  let nl: Nfnl | undefined;
+  try {
+    nl = new Nfnl();
+    return await countersByNetlink(nl, chains);
+  } catch (e) {
+    if (e instanceof NfnlError && (e.errno === 1 || e.errno === 13)) throw new WgsplitError('ENVIRONMENT', 'permission denied: reading the traffic counters needs root (CAP_NET_ADMIN)', { cause: e });
+    // no nfnetlink here: nft(8) below
+  } finally {
+    nl?.close();
+  }
+  return readCountersByNft();
+}
+
+export async function readCountersByNft(): Promise<Map<string, Counter>> {
   const { execa } = await import('execa');
   const out = new Map<string, Counter>();
   for (const chain of [COUNTER_CHAINS.out.name, COUNTER_CHAINS.in.name]) {

@@ -11,7 +11,7 @@
  * kernels needed); a lone end element is ignored when reading. A dump lists elements from
  * the highest key down.
  */
-import { HOOK_NUM, NFT_TABLE_REF, type NftChain, type NftHook, type NftKeyType, type NftSet } from '../model/nft.js';
+import { HOOK_NUM, NFT_TABLE_REF, parseRuleComment, type NftChain, type NftHook, type NftKeyType, type NftSet } from '../model/nft.js';
 import { NFT_TABLE } from '../model/constants.js';
 import { BITS, formatAddress, parsePrefix, type Family } from '../model/prefix.js';
 import type { ObservedNft, ObservedNftRule } from '../plan/nftDiff.js';
@@ -28,6 +28,53 @@ const ELEM_INTERVAL_END = 0x1;
 const OPEN_INTERVAL_UDATA = Buffer.from([1, 4, 1, 0, 0, 0]);
 
 const cstr = (b: Buffer, off: number, len: number) => b.toString('utf8', off, off + len).replace(/\0.*$/s, '');
+
+/** NFTA_RULE_USERDATA: libnftnl TLVs (u8 type, u8 length); type 0 is the comment. */
+function ruleComment(b: Buffer, o: number, l: number): string | undefined {
+  for (let u = o; u + 2 <= o + l; u += 2 + b[u + 1]) if (b[u] === 0) return cstr(b, u + 2, b[u + 1]);
+  return undefined;
+}
+
+/**
+ * The values of the `counter` statements of the rules in `chains`, by the key in each
+ * rule's comment: one rule dump (NFTA_RULE_EXPRESSIONS: a list of {NFTA_EXPR_NAME,
+ * NFTA_EXPR_DATA}; a counter's data holds NFTA_COUNTER_BYTES and _PACKETS, u64). nft(8)
+ * would load every set element first to list even one chain.
+ */
+export async function countersByNetlink(nl: Nfnl, chains: string[]): Promise<Map<string, { packets: number; bytes: number }>> {
+  const out = new Map<string, { packets: number; bytes: number }>();
+  if (!(await observeTable(nl)).present) return out;
+  await nl.dump(MSG.GETRULE, attrs([[1, str(NFT_TABLE)]]), (b, s, e) => {
+    let mine = false;
+    let chain = '';
+    let comment: string | undefined;
+    let counter: { packets: number; bytes: number } | undefined;
+    eachAttr(b, s, e, (t, o, l) => {
+      if (t === 1) mine = cstr(b, o, l) === NFT_TABLE;
+      else if (t === 2) chain = cstr(b, o, l);
+      else if (t === 7) comment = ruleComment(b, o, l);
+      else if (t === 4)
+        eachAttr(b, o, o + l, (_lt, eo, el) => {
+          let name = '';
+          let data: [number, number] | undefined;
+          eachAttr(b, eo, eo + el, (et, xo, xl) => {
+            if (et === 1) name = cstr(b, xo, xl);
+            else if (et === 2) data = [xo, xl];
+          });
+          if (name !== 'counter' || !data || counter) return;
+          const c = { packets: 0, bytes: 0 };
+          eachAttr(b, data[0], data[0] + data[1], (ct, co) => {
+            if (ct === 1) c.bytes = Number(b.readBigUInt64BE(co));
+            else if (ct === 2) c.packets = Number(b.readBigUInt64BE(co));
+          });
+          counter = c;
+        });
+    });
+    const id = parseRuleComment(comment);
+    if (mine && chains.includes(chain) && id && counter) out.set(id.key, counter);
+  });
+  return out;
+}
 
 /** Is our table there, and which tag does its comment carry? */
 export async function observeTable(nl: Nfnl): Promise<Pick<ObservedNft, 'present' | 'tag'>> {
@@ -86,13 +133,8 @@ export async function observeByNetlink(nl: Nfnl, knownElements: (set: string) =>
       else if (t === 2) r.chain = cstr(b, o, l);
       else if (t === 3) r.handle = Number(b.readBigUInt64BE(o));
       else if (t === 7) {
-        // NFTA_RULE_USERDATA: libnftnl TLVs (u8 type, u8 length); type 0 is the comment.
-        for (let u = o; u + 2 <= o + l; ) {
-          const ut = b[u];
-          const ul = b[u + 1];
-          if (ut === 0) r.comment = cstr(b, u + 2, ul);
-          u += 2 + ul;
-        }
+        const c = ruleComment(b, o, l);
+        if (c !== undefined) r.comment = c;
       }
     });
     if (mine) out.rules.push(r);

@@ -151,6 +151,19 @@ test.serial('status on a terminal-less run prints exact numbers per family', asy
   t.regex(r.stdout, /ipv4 \(rule mode\): up, in sync: .*\n\s+traffic: out \d+ bytes \(\d+ packets\), in \d+ bytes \(\d+ packets\)/);
 });
 
+test.serial('the counters read over nfnetlink are the ones nft(8) lists', async (t) => {
+  const url = JSON.stringify(new URL('../../src/kernel/nftCounters.js', import.meta.url).href);
+  const code = `const { readCounters, readCountersByNft } = await import(${url});
+const a = await readCounters(); const b = await readCountersByNft();
+console.log(JSON.stringify([[...a].sort(), [...b].sort()]));`;
+  const r = await ctx.sb!.exec('host', [process.execPath, '--input-type=module', '-e', code]);
+  t.is(r.exitCode, 0, r.stderr);
+  const [viaNetlink, viaNft] = JSON.parse(r.stdout);
+  t.true(viaNetlink.length >= 4, JSON.stringify(viaNetlink)); // out and in, both families
+  t.true(viaNetlink.some(([, c]: [string, { bytes: number }]) => c.bytes > 0), 'traffic was counted');
+  t.deepEqual(viaNetlink, viaNft);
+});
+
 /** Debian's python (its dist-packages hold python3-prometheus-client; test/setup.sh installs it). */
 const PYTHON = '/usr/bin/python3';
 
