@@ -26,7 +26,9 @@
  *         source from T's route first and the rule matches when it is the tunnel's.
  */
 import { BLOCK_METRIC, IPPROTO, PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
-import { aggregate, coverIndex, formatPrefix, parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
+import { parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
+import type { PrefixList } from '../model/prefixList.js';
+import { destinations } from './destinations.js';
 import type { RouteSpec } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
@@ -170,10 +172,6 @@ function compileProfile(p: Profile, f: Facts, out: Desired): void {
   }
 }
 
-export function familyPrefixes(sources: Profile['include'], family: Family): Prefix[] {
-  return sources.flatMap((s) => s.prefixes).filter((x) => x.family === family);
-}
-
 function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts, status: 'active' | 'down'): Unit {
   const notes: string[] = [];
   const connected = f.connected;
@@ -183,11 +181,11 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   else if (p.mode === 'auto') notes.push(mode === 'rule' ? 'mode rule (auto: the kernel stores every rule selector needed)' : `mode fwmark (auto: the kernel lacks rule selectors: ${f.ruleSelectors.missing.join(', ')})`);
   const src = iface.addresses[family][0];
   const metric = ROUTE_METRIC[family];
-  const excludes = familyPrefixes(p.exclude, family);
+  const extra: Prefix[] = [];
   const canMatchUdp = p.protocols === undefined || p.protocols.includes('udp');
   if (canMatchUdp) {
     for (const ep of iface.endpoints.filter((e) => e.family === family)) {
-      excludes.push(parsePrefixOrThrow(`${ep.address}/${BITS[family]}`));
+      extra.push(parsePrefixOrThrow(`${ep.address}/${BITS[family]}`));
       notes.push(`WireGuard endpoint ${ep.address} is excluded so the tunnel's own UDP does not loop into it`);
     }
   }
@@ -195,16 +193,12 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
     for (const c of connected) {
       if (c.dev === p.interface) continue;
       const r = parsePrefix(c.prefix);
-      if (r.ok && r.prefix.family === family && r.prefix.len > 0) excludes.push(r.prefix);
+      if (r.ok && r.prefix.family === family && r.prefix.len > 0) extra.push(r.prefix);
     }
   }
-  const throws = aggregate(excludes);
-  // An include covered by an exclusion would win the longest-prefix match against its throw;
-  // exclusions win, so such includes are dropped. Throws outside every include do nothing.
-  const excluded = coverIndex(throws);
-  const includes = aggregate(familyPrefixes(p.include, family)).filter((inc) => !excluded(inc));
-  const included = coverIndex(includes);
-  const usefulThrows = throws.filter((t) => included(t));
+  const { includes, excludes: throws } = destinations(p, family, extra);
+  // Throws outside every include do nothing.
+  const usefulThrows = throws.within(includes);
 
   const gw = gatewaySelection(p.from, family);
   if (gw) notes.push(...gatewayNotes(p, gw));
@@ -215,15 +209,15 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   }
 
   const routes: RouteSpec[] = [];
-  for (const inc of includes) {
-    const dst = formatPrefix(inc);
+  for (let i = 0; i < includes.size; i++) {
+    const dst = includes.text(i);
     if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric, protocol: PROTOCOL_TAG, dev: p.interface, src });
     if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
   }
-  for (const t of usefulThrows) routes.push({ family, table: p.table, type: 'throw', dst: formatPrefix(t), metric, protocol: PROTOCOL_TAG });
+  for (let i = 0; i < usefulThrows.size; i++) routes.push({ family, table: p.table, type: 'throw', dst: usefulThrows.text(i), metric, protocol: PROTOCOL_TAG });
 
   const rules: RuleSpec[] = [];
-  if (includes.length === 0) {
+  if (includes.size === 0) {
     notes.push(`nothing of ${FAMILY_NAME[family]} is included once exclusions are applied`);
   } else if (p.from.host) {
     // IPv6 while the tunnel is down with on_down = "block": FIND_SADDR cannot match (the
@@ -258,7 +252,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
             }
   }
   // Gateway mode: marked forwarded packets go to T, whose routes decide the destination.
-  if (gw && includes.length) rules.push(markRule(p, family));
+  if (gw && includes.size) rules.push(markRule(p, family));
   const nft = gw ? gatewayObjects({ ...gatewayInput(p, family, iface, gw), masquerade: p.masquerade }) : undefined;
   return { profile: p, family, status, mode, rules, routes, notes, ...(nft ? { nft } : {}) };
 }
@@ -269,12 +263,12 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
  * one rule per family sends marked packets to it. No source trick is needed: only packets
  * of connections this host opened are marked, and SNAT fixes their source.
  */
-function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: Prefix[], throws: Prefix[], notes: string[], f: Facts, gw?: GatewaySelection): Unit {
+function fwmarkUnit(p: Profile, iface: InterfaceFacts, family: Family, status: 'active' | 'down', includes: PrefixList, throws: PrefixList, notes: string[], f: Facts, gw?: GatewaySelection): Unit {
   const routes: RouteSpec[] = [];
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric: ROUTE_METRIC[family], protocol: PROTOCOL_TAG, dev: p.interface, src: iface.addresses[family][0] });
   if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
-  const rules: RuleSpec[] = (includes.length || p.includeDomains.length) && (p.from.host || gw) ? [markRule(p, family)] : [];
+  const rules: RuleSpec[] = (includes.size || p.includeDomains.length) && (p.from.host || gw) ? [markRule(p, family)] : [];
   const input = {
     profile: p.name,
     family,

@@ -69,7 +69,7 @@ export function domainObjects(f: DomainInput): { nft: NftState; feeds: DomainFee
   const exDom = domainSetName(f.profile, f.family, 'exclude');
   const sets: NftSet[] = [];
   const feeds: DomainFeed[] = [];
-  if (f.include.length) sets.push(prefixSet(`${base}_include`, f.family, f.include, f.profile));
+  if (f.include.size) sets.push(prefixSet(`${base}_include`, f.family, f.include, f.profile));
   sets.push(prefixSet(`${base}_exclude`, f.family, f.exclude, f.profile));
   if (f.includeDomains.length) {
     sets.push(domainSet(inDom, f.family, f.profile));
@@ -83,7 +83,7 @@ export function domainObjects(f: DomainInput): { nft: NftState; feeds: DomainFee
   const guard = [`${ip} daddr != @${base}_exclude`, ...(f.excludeDomains.length ? [`${ip} daddr != @${exDom}`] : [])];
   const set = `meta mark set meta mark & ${hex(~f.mask)} | ${hex(f.mark)}`;
   const rules: NftState['rules'] = [];
-  if (f.include.length) rules.push({ chain: 'output', key: `${key}/mark`, expr: [...head, `${ip} daddr @${base}_include`, ...guard, set].join(' '), owner: f.profile });
+  if (f.include.size) rules.push({ chain: 'output', key: `${key}/mark`, expr: [...head, `${ip} daddr @${base}_include`, ...guard, set].join(' '), owner: f.profile });
   if (f.includeDomains.length) rules.push({ chain: 'output', key: `${key}/mark-domains`, expr: [...head, `${ip} daddr @${inDom}`, ...guard, set].join(' '), owner: f.profile });
   rules.push({ chain: 'postrouting', key: `${key}/masquerade`, expr: `${nfproto} oifname "${f.iface}" meta mark & ${hex(f.mask)} == ${hex(f.mark)} masquerade`, owner: f.profile });
   return { nft: { chains: [BASE_CHAINS.output, BASE_CHAINS.postrouting], sets, rules }, feeds };

@@ -13,7 +13,8 @@
  */
 import { createHash } from 'node:crypto';
 import { BASE_CHAINS, type NftSet, type NftState } from '../model/nft.js';
-import { formatPrefix, type Family, type Prefix } from '../model/prefix.js';
+import type { Family } from '../model/prefix.js';
+import type { PrefixList } from '../model/prefixList.js';
 import type { Range } from '../model/rule.js';
 import type { Protocol } from '../profile/types.js';
 
@@ -47,12 +48,12 @@ export interface MarkInput {
 
 export interface FwmarkInput extends MarkInput {
   uids: Range[];
-  include: Prefix[];
-  exclude: Prefix[];
+  include: PrefixList;
+  exclude: PrefixList;
 }
 
-export function prefixSet(name: string, family: Family, prefixes: Prefix[], owner: string): NftSet {
-  return { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', flags: ['interval'], elements: prefixes.map(formatPrefix), owner };
+export function prefixSet(name: string, family: Family, prefixes: PrefixList, owner: string): NftSet {
+  return { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', flags: ['interval'], elements: prefixes.texts(), owner };
 }
 
 /** The selector statements every nft match of a profile shares (protocol, ports, uid). */

@@ -30,7 +30,9 @@
  */
 import { PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
 import { BASE_CHAINS, type NftRule, type NftState } from '../model/nft.js';
-import { aggregate, coverIndex, formatPrefix, parsePrefix, type Family, type Prefix } from '../model/prefix.js';
+import { aggregate, formatPrefix, parsePrefix, type Family, type Prefix } from '../model/prefix.js';
+import type { PrefixList } from '../model/prefixList.js';
+import { destinations } from './destinations.js';
 import type { RouteSpec } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
 import type { Profile, ProxyTarget } from '../profile/types.js';
@@ -70,10 +72,6 @@ export function compileProxyProfile(p: Profile, f: Facts, out: Desired): void {
   }
 }
 
-function familyPrefixes(sources: Profile['include'], family: Family): Prefix[] {
-  return sources.flatMap((s) => s.prefixes).filter((x) => x.family === family);
-}
-
 function proxyUnit(p: Profile, family: Family, f: Facts): Unit {
   const t = p.proxy!;
   const target = proxyEndpoint(t, family);
@@ -84,18 +82,16 @@ function proxyUnit(p: Profile, family: Family, f: Facts): Unit {
     if (r.ok && r.prefix.family === family && r.prefix.len > 0 && c.dev !== 'lo') connected.push(r.prefix);
   }
   const gw = gatewaySelection(p.from, family);
-  const excludes = aggregate([...familyPrefixes(p.exclude, family), ...(p.excludeConnected ? connected : [])]);
-  const excluded = coverIndex(excludes);
-  const includes = aggregate(familyPrefixes(p.include, family)).filter((inc) => !excluded(inc));
+  const { includes, excludes } = destinations(p, family, p.excludeConnected ? connected : []);
   const dst = family === 4 ? '0.0.0.0/0' : '::/0';
   const metric = ROUTE_METRIC[family];
   const routes: RouteSpec[] = [{ family, table: p.table, type: 'local', dst, metric, protocol: PROTOCOL_TAG, dev: 'lo' }];
   // Throws for the source validation of clients' packets (see the header).
   for (const x of aggregate([...connected, ...(gw?.sources ?? [])])) routes.push({ family, table: p.table, type: 'throw', dst: formatPrefix(x), metric, protocol: PROTOCOL_TAG });
   const rules: RuleSpec[] = [];
-  if (includes.length === 0) notes.push(`nothing of ${FAMILY_NAME[family]} is included once exclusions are applied`);
+  if (includes.size === 0) notes.push(`nothing of ${FAMILY_NAME[family]} is included once exclusions are applied`);
   else if (p.from.host || gw) rules.push({ family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, fwmark: p.fwmark, fwmask: p.fwmarkMask });
-  const nft = includes.length ? proxyObjects(p, family, includes, excludes) : undefined;
+  const nft = includes.size ? proxyObjects(p, family, includes, excludes) : undefined;
   return { profile: p, family, status: 'active', mode: 'fwmark', rules, routes, notes, ...(nft ? { nft } : {}) };
 }
 
@@ -104,7 +100,7 @@ const inline = (xs: Prefix[]) => (xs.length === 1 ? formatPrefix(xs[0]) : `{ ${x
 const ranges = (xs: Range[]) => (xs.length === 1 ? rangeText(xs[0]) : `{ ${xs.map(rangeText).join(', ')} }`);
 
 /** The nftables objects of one proxy unit (profile and family). */
-export function proxyObjects(p: Profile, family: Family, includes: Prefix[], excludes: Prefix[]): NftState {
+export function proxyObjects(p: Profile, family: Family, includes: PrefixList, excludes: PrefixList): NftState {
   const t = p.proxy!;
   const base = `${ident(p.name)}_${familyTag(family)}`;
   const key = `${ident(p.name)}/${familyTag(family)}/proxy`;

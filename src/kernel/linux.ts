@@ -12,7 +12,7 @@ import { isNftOp, type Op, type Plan } from '../plan/plan.js';
 import { opText } from '../plan/render.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
-import { encodeRoute, errnoName, RawRoutes, routeMessageMax } from './rawRoutes.js';
+import { encodeRoute, errnoName, RawRoutes, routeMessageMax, scattered } from './rawRoutes.js';
 import type { NftKernel } from './nft.js';
 import { stateFilePath } from '../state/owned.js';
 import type { NftOp } from '../plan/nftDiff.js';
@@ -188,11 +188,12 @@ export class LinuxKernel implements KernelPort {
         128,
         onProgress,
       );
-    const errs = await send(ops, undefined, progress);
+    const order = scattered(ops);
+    const errs = await send(order, undefined, progress);
     const retry: RouteOp[] = [];
     errs.forEach((errno, i) => {
       if (errno === 0) return;
-      const o = ops[i];
+      const o = order[i];
       const name = errnoName(errno);
       if (o.op === 'add' && name === 'EEXIST') retry.push(o);
       else if (o.op === 'delete' && (name === 'ESRCH' || name === 'ENOENT')) return;

@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { readdirSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { locate } from './locate.js';
-import { parseListFile } from './listFile.js';
+import { listSource, parseListFile } from './listFile.js';
 import { WgsplitError, type Problem } from '../errors.js';
 import { parseProfile } from './parse.js';
-import type { Prefix } from '../model/prefix.js';
+import type { PackedPrefixes } from '../model/prefixList.js';
 import type { Profile } from './types.js';
 import { validateSet } from './validateSet.js';
 import { errnoText, readRegularFile } from './readText.js';
@@ -108,7 +108,7 @@ function readLists(p: Profile, text: string, problems: Problem[], lazy: boolean)
       }
       const r = parseListFile(path, body);
       problems.push(...r.problems);
-      into.push({ text: `file ${name}`, prefixes: r.prefixes });
+      into.push(listSource(`file ${name}`, () => r.prefixes));
     });
   }
   // Names in `uids` resolve at load: an LDAP user whose uid changed changes the compile.
@@ -119,16 +119,13 @@ function readLists(p: Profile, text: string, problems: Problem[], lazy: boolean)
 
 /** A list source whose prefixes are parsed on first use (see LoadOptions.lazyLists). */
 function lazyList(text: string, path: string, body: string): Profile['include'][number] {
-  let prefixes: Prefix[] | undefined;
-  return {
-    text,
-    get prefixes(): Prefix[] {
-      if (prefixes) return prefixes;
-      const r = parseListFile(path, body);
-      if (r.problems.length) throw new WgsplitError('PROFILE', `${r.problems.length} problem${r.problems.length > 1 ? 's' : ''} in profiles`, { problems: r.problems });
-      return (prefixes = r.prefixes);
-    },
-  };
+  let packed: PackedPrefixes | undefined;
+  return listSource(text, () => {
+    if (packed) return packed;
+    const r = parseListFile(path, body);
+    if (r.problems.length) throw new WgsplitError('PROFILE', `${r.problems.length} problem${r.problems.length > 1 ? 's' : ''} in profiles`, { problems: r.problems });
+    return (packed = r.prefixes);
+  });
 }
 
 export function loadProfileFiles(files: string[], opts: { checkPerms?: boolean } & LoadOptions = {}): Profile[] {

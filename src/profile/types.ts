@@ -1,5 +1,6 @@
 /** A validated profile: what one `*.toml` file in the config directory asks for. */
 import type { Family, Prefix } from '../model/prefix.js';
+import type { PackedPrefixes } from '../model/prefixList.js';
 import type { Range } from '../model/rule.js';
 
 export type Protocol = 'tcp' | 'udp' | 'icmp';
@@ -8,6 +9,8 @@ export type Protocol = 'tcp' | 'udp' | 'icmp';
 export interface PrefixSource {
   text: string; // as written: "@private", "10.0.0.0/8"
   prefixes: Prefix[];
+  /** the same prefixes packed (list files: compile reads these, see model/prefixList.ts) */
+  packed?: PackedPrefixes;
 }
 
 export interface Profile {

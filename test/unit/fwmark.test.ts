@@ -15,6 +15,7 @@ import { dumpNft, parseRuleComment, renderNftScript, ruleComment } from '../../s
 import { FakeKernel } from '../../src/kernel/fake.js';
 import { PROTOCOL_TAG } from '../../src/model/constants.js';
 import { parsePrefix, type Prefix } from '../../src/model/prefix.js';
+import { PrefixList } from '../../src/model/prefixList.js';
 import { validateSet } from '../../src/profile/validateSet.js';
 import { parseProfile } from '../../src/profile/parse.js';
 import { ruleText } from '../../src/plan/render.js';
@@ -74,8 +75,8 @@ const input = (profile: string, over: Partial<FwmarkInput> = {}): FwmarkInput =>
   dports: [],
   sports: [],
   uids: [],
-  include: [prefix('0.0.0.0/0')],
-  exclude: [],
+  include: PrefixList.of(4, [[prefix('0.0.0.0/0')]]),
+  exclude: PrefixList.of(4, []),
   ...over,
 });
 
