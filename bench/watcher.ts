@@ -175,6 +175,7 @@ async function repeat(
     try {
       const r = await once(i);
       res.lats.push(r.lat);
+      if (process.env.WGBENCH_WATCHER_10K_ONLY === '1') log(`A: ${name}: rep ${i + 1}: ${fmtMs(r.lat)}`);
       if (r.lat2 !== undefined) res.lats2.push(r.lat2);
       pacer.record(r.conv);
     } catch (e) {
@@ -331,57 +332,65 @@ export async function watcherBench(o: WatcherOptions): Promise<string> {
   const mon = new Monitor(NS);
   await mon.start();
 
-  // --- the example profile ---
-  const small = configDir('watch', { 'tcp.toml': exampleProfile(IFACE) });
-  const state = tempDir('watch-state');
-  let d = Daemon.start(small, state);
-  const sync1 = await waitInSync(small, state, 15_000);
-  log(`A: daemon pid ${d.pid} in sync after ~${sync1} ms; idle ${p.idleMs / 1000} s`);
-  const idle: Idle[] = [await measureIdle(d, mon, 'example (tcp-internet.toml)', p.idleMs, sync1, p.settleMs)];
-
-  const pacer = new Pacer();
-  const recover = async () => {
-    await waitInSync(small, state, 10_000).catch((e) => log(`A: not recovered: ${(e as Error).message}`));
-  };
+  // WGBENCH_WATCHER_10K_ONLY=1 (for profiling the daemon): only the 10k case; the report then
+  // lacks the other rows.
+  const only10k = process.env.WGBENCH_WATCHER_10K_ONLY === '1';
   const cases: CaseResult[] = [];
-  cases.push(await repeat('one of our rules deleted (`ip rule del`)', 'example', p.reps, d, pacer, ruleDeleted(mon), recover, 100));
-  cases.push(await repeat(`${IFACE} flap (\`ip link set down; up\`), from the down event`, 'example', p.reps, d, pacer, linkFlap(mon), recover, 100, `${IFACE} flap, from the up event`));
-  // NOTE: the bridges stay until the end of the case: removing each between reps would be a
-  // second repair per rep and, under the daemon's rate limit, double the case's length.
-  // A bridge coming or going changes what is wanted; the daemon does not count the write
-  // that follows as a repair (since 19b11b4), so these cases are not paced to its limit.
-  // Should that change, the rate-limit warnings below (and the latencies) will show it.
-  cases.push(
-    await repeat(
-      'new docker-like bridge on a public 44.x.y.0/24 (connected route -> its throw)',
-      'example',
-      p.reps,
-      d,
-      new Pacer(Infinity),
-      bridgeAddedRemoved(mon, d.pid),
-      recover,
-      undefined,
-      'that bridge deleted again (`ip link del`: its first link event -> its throw gone)',
-    ),
-  );
-  const synced1 = await waitInSync(small, state, 10_000).then(
-    () => 'in sync',
-    (e) => `**not in sync**: ${(e as Error).message}`,
-  );
-  const alive1 = d.alive();
-  const backoff1 = d.backoffWarnings();
-  const odd1 = oddLines(d.lines);
-  await d.stop();
+  const idle: Idle[] = [];
+  let [synced1, alive1, backoff1, odd1, odd3] = ['skipped', true, 0, [] as string[], [] as string[]] as [string, boolean, number, string[], string[]];
+  let d: Daemon;
+  if (!only10k) {
+    // --- the example profile ---
+    const small = configDir('watch', { 'tcp.toml': exampleProfile(IFACE) });
+    const state = tempDir('watch-state');
+    d = Daemon.start(small, state);
+    const sync1 = await waitInSync(small, state, 15_000);
+    log(`A: daemon pid ${d.pid} in sync after ~${sync1} ms; idle ${p.idleMs / 1000} s`);
+    idle.push(await measureIdle(d, mon, 'example (tcp-internet.toml)', p.idleMs, sync1, p.settleMs));
 
-  // --- a profile that can match UDP: the daemon also watches the WireGuard endpoints ---
-  const udp = configDir('watchudp', { 'tcp.toml': exampleProfile(IFACE).replace(/^protocols\s*=.*$/m, 'protocols = ["tcp", "udp"]') });
-  const state3 = tempDir('watchudp-state');
-  d = Daemon.start(udp, state3);
-  const sync3 = await waitInSync(udp, state3, 15_000);
-  log(`A: daemon with a TCP+UDP profile (pid ${d.pid}) in sync after ~${sync3} ms; idle ${p.idleMs / 1000} s`);
-  idle.push(await measureIdle(d, mon, 'example with `protocols = ["tcp", "udp"]`', p.idleMs, sync3, p.settleMs));
-  const odd3 = oddLines(d.lines);
-  await d.stop();
+    const pacer = new Pacer();
+    const recover = async () => {
+      await waitInSync(small, state, 10_000).catch((e) => log(`A: not recovered: ${(e as Error).message}`));
+    };
+    cases.push(await repeat('one of our rules deleted (`ip rule del`)', 'example', p.reps, d, pacer, ruleDeleted(mon), recover, 100));
+    cases.push(await repeat(`${IFACE} flap (\`ip link set down; up\`), from the down event`, 'example', p.reps, d, pacer, linkFlap(mon), recover, 100, `${IFACE} flap, from the up event`));
+    // NOTE: the bridges stay until the end of the case: removing each between reps would be a
+    // second repair per rep and, under the daemon's rate limit, double the case's length.
+    // A bridge coming or going changes what is wanted; the daemon does not count the write
+    // that follows as a repair (since 19b11b4), so these cases are not paced to its limit.
+    // Should that change, the rate-limit warnings below (and the latencies) will show it.
+    cases.push(
+      await repeat(
+        'new docker-like bridge on a public 44.x.y.0/24 (connected route -> its throw)',
+        'example',
+        p.reps,
+        d,
+        new Pacer(Infinity),
+        bridgeAddedRemoved(mon, d.pid),
+        recover,
+        undefined,
+        'that bridge deleted again (`ip link del`: its first link event -> its throw gone)',
+      ),
+    );
+    synced1 = await waitInSync(small, state, 10_000).then(
+      () => 'in sync',
+      (e) => `**not in sync**: ${(e as Error).message}`,
+    );
+    alive1 = d.alive();
+    backoff1 = d.backoffWarnings();
+    odd1 = oddLines(d.lines);
+    await d.stop();
+
+    // --- a profile that can match UDP: the daemon also watches the WireGuard endpoints ---
+    const udp = configDir('watchudp', { 'tcp.toml': exampleProfile(IFACE).replace(/^protocols\s*=.*$/m, 'protocols = ["tcp", "udp"]') });
+    const state3 = tempDir('watchudp-state');
+    d = Daemon.start(udp, state3);
+    const sync3 = await waitInSync(udp, state3, 15_000);
+    log(`A: daemon with a TCP+UDP profile (pid ${d.pid}) in sync after ~${sync3} ms; idle ${p.idleMs / 1000} s`);
+    idle.push(await measureIdle(d, mon, 'example with `protocols = ["tcp", "udp"]`', p.idleMs, sync3, p.settleMs));
+    odd3 = oddLines(d.lines);
+    await d.stop();
+  }
 
   // --- 10k excluded prefixes ---
   const list = randomSlash24s(10_000, 3);

@@ -19,6 +19,7 @@ import type { KernelPort } from '../kernel/port.js';
 import { loadProfileDir } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
 import { applyCommand, computePlan } from '../reconcile/reconcile.js';
+import { RouteCache } from '../reconcile/routeCache.js';
 import { CompileMemo, unitFingerprint } from '../reconcile/planCache.js';
 import { renderMetrics, type WatcherStats } from '../metrics/prometheus.js';
 import { unitStats, type UnitStats } from '../metrics/stats.js';
@@ -104,6 +105,8 @@ export class Watcher {
   );
   /** compile results of the loaded profiles (a reload loads new Profile objects) */
   private readonly memo = new CompileMemo();
+  /** the last route dump, reused while only rule (or nft) events arrive (reconcile/routeCache.ts) */
+  private readonly routes = new RouteCache();
 
   constructor(private readonly o: WatchOptions) {
     this.scheduler = new Scheduler((t) => this.reconcile(t), o.scheduler ?? DEFAULT_SCHEDULER, undefined, (n, ms, t) => this.backoff(n, ms, t));
@@ -111,6 +114,7 @@ export class Watcher {
       line: (l) => this.onLine(l),
       restarted: (attempt, reason) => {
         this.stats.eventSourceRestarts.ip++;
+        this.routes.invalidate();
         this.o.log.warn('event source restarted; re-syncing', { reason, attempt });
         this.scheduler.trigger('event source restarted', false);
       },
@@ -145,7 +149,13 @@ export class Watcher {
       }, 50);
     });
     this.fsWatcher.on('error', (e) => this.o.log.warn('config directory watch error', { error: String(e) }));
-    if (this.o.resyncMs > 0) this.resyncTimer = setInterval(() => this.scheduler.trigger('periodic re-sync', false), this.o.resyncMs);
+    if (this.o.resyncMs > 0) {
+      this.resyncTimer = setInterval(() => {
+        // A re-sync trusts nothing remembered: it dumps everything again.
+        this.routes.invalidate();
+        this.scheduler.trigger('periodic re-sync', false);
+      }, this.o.resyncMs);
+    }
     this.scheduleEndpointPoll();
   }
 
@@ -184,6 +194,7 @@ export class Watcher {
 
   /** Re-read the profiles; on problems keep the last good set. Returns whether it changed. */
   private reload(why: string): boolean {
+    this.routes.invalidate();
     try {
       const { profiles } = loadProfileDir(this.o.configDir);
       this.profiles = profiles;
@@ -208,10 +219,12 @@ export class Watcher {
       const now = Date.now();
       if (now - this.overflowLogged > 10_000) this.o.log.warn('kernel event burst overflowed the event buffer; re-syncing from a full dump');
       this.overflowLogged = now;
+      this.routes.invalidate();
       this.scheduler.trigger('event overflow', true);
       return;
     }
     if (!ev.relevant) return;
+    if (ev.kind !== 'rule') this.routes.invalidate();
     this.o.log.debug('event', { event: ev.summary });
     this.scheduler.trigger(ev.summary, true);
   }
@@ -221,7 +234,7 @@ export class Watcher {
     const started = performance.now();
     const lock = await acquireLock(this.o.lockPath);
     try {
-      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq, memo: this.memo });
+      const r = await applyCommand(this.o.kernel, this.o.state, this.profiles, { kind: 'apply' }, undefined, { lenient: true, dnsmasq: this.o.dnsmasq, memo: this.memo, routes: this.routes });
       for (const t of Object.keys(this.o.state.load().tables)) this.ourTables.add(Number(t));
       const reasons = [...new Set(triggers.map((t) => t.reason))];
       const fields = {
@@ -255,6 +268,7 @@ export class Watcher {
     } catch (e) {
       const err = e as WgsplitError;
       this.o.log.error('reconcile failed', { code: err.code ?? 'INTERNAL', error: err.message });
+      this.routes.invalidate();
       this.stats.errors++;
       // What is left differing, for the drift metric (read-only; under the same lock; a
       // failed reconcile is rare, so this costs nothing while all is well).

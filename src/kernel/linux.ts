@@ -131,7 +131,11 @@ export class LinuxKernel implements KernelPort {
   async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
     // A missing `nft` must be found before the first write (sysctls and routes come earlier
     // in the plan), so that its error, exit 2, still means "nothing changed".
-    if (plan.ops.some(isNftOp)) (await this.nftKernel()).binary();
+    if (plan.ops.some(isNftOp)) {
+      (await this.nftKernel()).binary();
+      // Many routes first: nft can start meanwhile (kernel/nft.ts prestartNft).
+      if (plan.ops.filter((o) => o.kind === 'route').length >= 1000) (await import('./nft.js')).prestartNft();
+    }
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
     let done = 0;
     for (const phase of phases(plan.ops)) {

@@ -51,6 +51,52 @@ async function run(args: string[], input?: string) {
   return execa(nftBinary(), args, { input, reject: false, stripFinalNewline: true, env: { LC_ALL: 'C' }, maxBuffer: 1 << 30 });
 }
 
+/**
+ * An `nft -f -` started ahead, waiting for its script on stdin. LinuxKernel.apply starts
+ * one while the routes are being written (a first `up` at 100k prefixes spends ~0.4 s
+ * there): loading execa, forking and nft's own start-up (~20 ms) then no longer wait in
+ * line before the nft phase. Never used, it is given an empty script and exits (nft -f of
+ * nothing changes nothing).
+ */
+let standby: Promise<{ write(script: string): Promise<NftResult> }> | undefined;
+type NftResult = Awaited<ReturnType<typeof run>>;
+
+export function prestartNft(): void {
+  if (standby) return;
+  standby = (async () => {
+    const { execa } = await import('execa');
+    const p = execa(nftBinary(), ['-f', '-'], { stdin: 'pipe', reject: false, stripFinalNewline: true, env: { LC_ALL: 'C' }, maxBuffer: 1 << 30 });
+    p.catch(() => undefined);
+    return {
+      write: async (script: string) => {
+        p.stdin!.end(script);
+        return (await p) as unknown as NftResult;
+      },
+    };
+  })();
+  standby.catch(() => undefined);
+}
+
+/** The standby nft, if any, finished without a script (the process is closing). */
+export function stopStandbyNft(): void {
+  const s = standby;
+  standby = undefined;
+  void s?.then((x) => x.write('')).catch(() => undefined);
+}
+
+async function runScript(script: string) {
+  const s = standby;
+  standby = undefined;
+  if (s) {
+    try {
+      return await (await s).write(script);
+    } catch {
+      /* it could not start: as without one */
+    }
+  }
+  return run(['-f', '-'], script);
+}
+
 const PERMISSION = 'permission denied: wgsplit needs root (CAP_NET_ADMIN) to read and change nftables';
 
 function refused(stderr: string): WgsplitError | undefined {
@@ -72,7 +118,7 @@ export async function observeByNft(): Promise<ObservedNft> {
 
 export async function runNftScript(script: string): Promise<void> {
   if (!script) return;
-  const r = await run(['-f', '-'], script);
+  const r = await runScript(script);
   if (r.exitCode !== 0) {
     const stderr = String(r.stderr);
     const first = stderr.split('\n').find((l) => /Error/.test(l)) ?? stderr.split('\n')[0];
@@ -111,6 +157,7 @@ export class NftKernel {
   }
 
   close(): void {
+    stopStandbyNft();
     this.nl?.close();
     this.nl = undefined;
   }

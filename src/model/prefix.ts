@@ -216,41 +216,45 @@ export function key4(addr: number, len: number): number {
   return addr * 64 + len;
 }
 
+const OCTET = Array.from({ length: 256 }, (_, i) => String(i));
+const SLASH_LEN = Array.from({ length: 33 }, (_, i) => `/${i}`);
+
 export function keyText4(k: number): string {
-  const len = k % 64;
-  const a = (k - len) / 64;
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/${len}`;
+  const a = Math.floor(k / 64);
+  return OCTET[a >>> 24] + '.' + OCTET[(a >>> 16) & 255] + '.' + OCTET[(a >>> 8) & 255] + '.' + OCTET[a & 255] + SLASH_LEN[k - a * 64];
 }
+
+/** Network masks by prefix length, as unsigned 32-bit numbers. */
+const MASK4 = Uint32Array.from({ length: 33 }, (_, l) => (l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0));
 
 /** aggregate() for IPv4 keys (key4): sorts `keys` in place and returns the aggregate, sorted. */
 export function aggregateKeys4(keys: Float64Array): Float64Array {
   let inOrder = true;
   for (let i = 1; i < keys.length && inOrder; i++) if (keys[i - 1] > keys[i]) inOrder = false;
-  // The engine's numeric sort of a typed array: no comparator call per step. Published
-  // lists usually come sorted: then none at all.
+  // Published lists usually come sorted: then no sort at all.
   if (!inOrder) keys.sort();
-  const sa = new Float64Array(keys.length); // stack: addresses
-  const sl = new Uint8Array(keys.length); // stack: lengths
+  // A stack of (address, length), in 32-bit integer arithmetic (masks, not modulo).
+  const sa = new Uint32Array(keys.length);
+  const sl = new Uint8Array(keys.length);
   let top = -1;
-  const size = (len: number) => 2 ** (32 - len);
-  const coversAt = (k: number, a: number, l: number) => sl[k] <= l && a - (a % size(sl[k])) === sa[k];
+  const net = (a: number, len: number) => (a & MASK4[len]) >>> 0;
   for (let i = 0; i < keys.length; i++) {
-    const l = keys[i] % 64;
-    const a = (keys[i] - l) / 64;
-    if (top >= 0 && coversAt(top, a, l)) continue;
+    const a = Math.floor(keys[i] / 64);
+    const l = keys[i] - a * 64;
+    // Covered by the top of the stack: nothing to add.
+    if (top >= 0 && sl[top] <= l && net(a, sl[top]) === sa[top]) continue;
     sa[++top] = a;
     sl[top] = l;
     // Merge siblings as long as the last two are the halves of one parent.
     while (top >= 1 && sl[top] === sl[top - 1] && sl[top] !== 0) {
       const plen = sl[top] - 1;
-      const ps = size(plen);
-      const pa = sa[top - 1] - (sa[top - 1] % ps);
-      if (sa[top] - (sa[top] % ps) !== pa || sa[top] === sa[top - 1]) break;
+      const pa = net(sa[top - 1], plen);
+      if (net(sa[top], plen) !== pa || sa[top] === sa[top - 1]) break;
       top--;
       sa[top] = pa;
       sl[top] = plen;
       // What is below may cover the new parent: then the parent goes.
-      while (top >= 1 && coversAt(top - 1, sa[top], sl[top])) top--;
+      while (top >= 1 && sl[top - 1] <= sl[top] && net(sa[top], sl[top - 1]) === sa[top - 1]) top--;
     }
   }
   const out = new Float64Array(top + 1);

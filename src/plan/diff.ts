@@ -29,7 +29,8 @@ export interface Observed {
   changedSysctls?: Record<string, number>;
 }
 
-export function diff(desired: Desired, observed: Observed, scope: Set<number>): Plan {
+/** `routes: false`: rules, nft and sysctls only (the read-back after writing: routes are not read back). */
+export function diff(desired: Desired, observed: Observed, scope: Set<number>, opts: { routes?: boolean } = {}): Plan {
   const active = desired.units.filter((u) => u.status === 'active' || u.status === 'down');
   // Tables of absent interfaces are frozen: neither added to nor removed from.
   const frozen = new Set(desired.units.filter((u) => u.status === 'absent').map((u) => `${u.family}|${u.profile.table}`));
@@ -46,12 +47,13 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   // Keyed table * 8 + family (numbers: no string per observed route below).
   const cachedTables = new Set(active.filter((u) => u.cached).map((u) => u.profile.table * 8 + u.family));
   const want = new Buckets();
+  const routes = opts.routes !== false;
   for (const u of active) {
-    if (!u.cached) for (const r of u.routes) want.add(r);
+    if (!u.cached && routes) for (const r of u.routes) want.add(r);
     for (const r of u.rules) wantRules.set(ruleKey(r), { rule: r, profile: u.profile.name });
   }
   const have = new Buckets();
-  for (const r of observed.routes) if (!cachedTables.size || !cachedTables.has(r.table * 8 + r.family)) have.add(r);
+  if (routes) for (const r of observed.routes) if (!cachedTables.size || !cachedTables.has(r.table * 8 + r.family)) have.add(r);
   const haveRules = new Map(observed.rules.map((r) => [ruleKey(r), r]));
   const inScope = (family: number, table: number) => scope.has(table) && !isFrozen(family, table);
   const sameRoute = (a: RouteSpec, b: RouteSpec) => a.type === b.type && a.dev === b.dev && a.src === b.src && a.protocol === b.protocol;
@@ -69,7 +71,7 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>): 
   const ruleDels: Op[] = [];
   // In the order compile produced them, so plans read the way profiles are written.
   for (const u of active) {
-    if (u.cached) continue;
+    if (u.cached || !routes) continue;
     // A unit's routes come in runs of one bucket (compile emits them per family and table,
     // at two metrics): look the bucket up once per run, not three Map lookups per route.
     let last: RouteSpec | undefined;
@@ -170,8 +172,19 @@ class Buckets {
     return b;
   }
 
+  private last?: { r: RouteSpec; b: Bucket };
+
   add(r: RouteSpec): void {
-    this.get(r, true)!.routes.push(r);
+    // Routes come in runs of one bucket (compile emits them per family and table): three
+    // Map lookups per route only when the run changes.
+    const l = this.last;
+    if (l && l.r.family === r.family && l.r.table === r.table && l.r.metric === r.metric) {
+      l.b.routes.push(r);
+      return;
+    }
+    const b = this.get(r, true)!;
+    b.routes.push(r);
+    this.last = { r, b };
   }
 }
 

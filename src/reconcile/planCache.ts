@@ -48,8 +48,7 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
     if (!entry || !key || entry.key !== key || entry.units.length === 0) return undefined;
     const units: Unit[] = [];
     for (const e of entry.units) {
-      const routes = observed.routes.filter((r) => r.family === e.family && r.table === p.table);
-      const fp = routesFingerprint(routes);
+      const { routes, fp } = observedTable(observed.routes, e.family, p.table);
       if (fp.n !== e.routes.n || fp.sum !== e.routes.sum || fp.xor !== e.routes.xor) return undefined;
       const rules = observed.rules.filter((r) => r.family === e.family && r.table === p.table);
       if (rules.map(ruleKey).sort().join('\n') !== e.rules.join('\n')) return undefined;
@@ -60,7 +59,25 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
   };
 }
 
-const fingerprints = new WeakMap<readonly RouteSpec[], { n: number; sum: number; xor: number }>();
+type Fingerprint = { n: number; sum: number; xor: number };
+const fingerprints = new WeakMap<readonly RouteSpec[], Fingerprint>();
+const observedTables = new WeakMap<readonly RouteSpec[], Map<number, { routes: RouteSpec[]; fp: Fingerprint }>>();
+
+/**
+ * One table's routes out of an observation, with their fingerprint, once per observed
+ * array: the watcher hands the same array to every run while its route cache holds
+ * (routeCache.ts), and filtering and hashing 10k routes was a repair's largest cost.
+ */
+function observedTable(all: readonly RouteSpec[], family: number, table: number): { routes: RouteSpec[]; fp: Fingerprint } {
+  let byTable = observedTables.get(all);
+  if (!byTable) observedTables.set(all, (byTable = new Map()));
+  let e = byTable.get(table * 8 + family);
+  if (!e) {
+    const routes = all.filter((r) => r.family === family && r.table === table);
+    byTable.set(table * 8 + family, (e = { routes, fp: routesFingerprint(routes) }));
+  }
+  return e;
+}
 
 /**
  * routesFingerprint of a compiled unit's routes, once per array: the compile memo hands the

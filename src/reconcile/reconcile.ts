@@ -18,6 +18,7 @@ import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
 import { rememberPlans, reuser, type CompileMemo } from './planCache.js';
+import type { RouteCache } from './routeCache.js';
 import { WG_MISSING } from '../kernel/wg.js';
 import type { DnsmasqPort, DnsmasqSync } from '../dnsmasq/dnsmasq.js';
 import { cacheStale, renderDropin } from '../dnsmasq/dropin.js';
@@ -39,7 +40,7 @@ export interface Computed {
 }
 
 /** Everything short of writing: the plan `diff`, `--dry-run` and apply share. */
-export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean; memo?: CompileMemo } = {}): Promise<Computed> {
+export async function computePlan(kernel: KernelPort, state: StateStore, profiles: Profile[], cmd: Command, opts: { noCache?: boolean; memo?: CompileMemo; routes?: RouteCache } = {}): Promise<Computed> {
   const selected = cmd.kind === 'apply' ? profiles : profiles.filter((p) => p.interface === cmd.iface);
   // WireGuard endpoints are excluded only by profiles that can match UDP (compile.ts).
   const endpointsOf = profiles.filter((p) => p.protocols === undefined || p.protocols.includes('udp')).map((p) => p.interface);
@@ -61,7 +62,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   const owned = state.load();
   const ruleSelectors = await selectorsFor(kernel, state, owned, profiles);
   const mayUseNft = profiles.some((p) => mayNeedNft(p, ruleSelectors));
-  const observed = await kernel.observe({ nft: mayUseNft || !!owned.nft });
+  const observed = await observeWith(kernel, { nft: mayUseNft || !!owned.nft }, opts.routes);
   const stopped = new Set(owned.stopped ?? []);
   const remembered = new Map(Object.entries(owned.interfaces ?? {}).map(([name, r]) => [name, { name, exists: true, up: true, ...r }] as [string, InterfaceFacts]));
   if (cmd.kind === 'up') stopped.delete(cmd.iface);
@@ -106,6 +107,16 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   }
   for (const u of desired.units) scope.add(u.profile.table);
   return { desired, observed, facts: ifaceFacts, allFacts, scope, plan: diff(desired, observed, scope), owned };
+}
+
+/** kernel.observe, with the routes from the watcher's cache when nothing can have changed them. */
+async function observeWith(kernel: KernelPort, o: { nft: boolean }, cache?: RouteCache): Promise<ObservedKernel> {
+  const kept = cache?.get();
+  if (kept) return { ...(await kernel.observe({ ...o, routes: false })), ...kept };
+  cache?.begin();
+  const observed = await kernel.observe(o);
+  cache?.store(observed);
+  return observed;
 }
 
 /** Gateway profiles need forwarding on (compile refuses otherwise); read only when one exists. */
@@ -173,9 +184,11 @@ export async function applyCommand(
   profiles: Profile[],
   cmd: Command,
   onProgress?: (done: number, total: number) => void,
-  opts: { lenient?: boolean; retried?: boolean; dnsmasq?: DnsmasqPort; memo?: CompileMemo } = {},
+  opts: { lenient?: boolean; retried?: boolean; dnsmasq?: DnsmasqPort; memo?: CompileMemo; routes?: RouteCache } = {},
 ): Promise<ApplyResult> {
-  const c = await computePlan(kernel, state, profiles, cmd, { memo: opts.memo });
+  const c = await computePlan(kernel, state, profiles, cmd, { memo: opts.memo, routes: opts.routes });
+  // What this run writes changes the routes the cache holds (their events come later).
+  if (c.plan.ops.some((o) => o.kind === 'route')) opts.routes?.invalidate();
   preflight(c, opts.lenient);
   // Domain sets are filled by dnsmasq: refuse before writing anything when it cannot. Not
   // for `down`, which only removes (wg-quick's PostDown must clean up whatever happened).
@@ -205,7 +218,7 @@ export async function applyCommand(
   // was acknowledged, and at 100k routes a second dump doubled the apply time; the next
   // diff, status or watcher pass sees any route drift anyway.
   const after = await kernel.observe({ nft: c.observed.nft !== undefined, routes: false });
-  const residue = { ops: diff(c.desired, { ...after, routes: c.observed.routes }, c.scope).ops.filter((o) => o.kind === 'rule' || isNftOp(o)) };
+  const residue = { ops: diff(c.desired, after, c.scope, { routes: false }).ops.filter((o) => o.kind === 'rule' || isNftOp(o)) };
   if (residue.ops.length) {
     const stray = residue.ops.filter((o) => o.kind === 'rule' && o.op === 'delete');
     if (stray.length) await kernel.apply({ ops: stray });
