@@ -214,7 +214,9 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
     if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric, protocol: PROTOCOL_TAG, dev: p.interface, src });
     if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
   }
-  for (let i = 0; i < usefulThrows.size; i++) routes.push({ family, table: p.table, type: 'throw', dst: usefulThrows.text(i), metric, protocol: PROTOCOL_TAG });
+  // Sized once: 100k pushes grew and copied the array again and again.
+  const throwRoutes = new Array<RouteSpec>(usefulThrows.size);
+  for (let i = 0; i < throwRoutes.length; i++) throwRoutes[i] = { family, table: p.table, type: 'throw', dst: usefulThrows.text(i), metric, protocol: PROTOCOL_TAG };
 
   const rules: RuleSpec[] = [];
   if (includes.size === 0) {
@@ -254,7 +256,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   // Gateway mode: marked forwarded packets go to T, whose routes decide the destination.
   if (gw && includes.size) rules.push(markRule(p, family));
   const nft = gw ? gatewayObjects({ ...gatewayInput(p, family, iface, gw), masquerade: p.masquerade }) : undefined;
-  return { profile: p, family, status, mode, rules, routes, notes, ...(nft ? { nft } : {}) };
+  return { profile: p, family, status, mode, rules, routes: routes.concat(throwRoutes), notes, ...(nft ? { nft } : {}) };
 }
 
 /**

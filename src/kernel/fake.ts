@@ -61,6 +61,8 @@ export class FakeKernel implements KernelPort {
   readonly counterValues = new Map<string, { packets: number; bytes: number }>();
   /** how many times observe() was called */
   observeCalls = 0;
+  /** how many of those read the routes */
+  routeDumps = 0;
   private readonly drops: DroppableRuleField[];
   private readonly failWhen?: (o: Op) => string | undefined;
 
@@ -173,6 +175,9 @@ export class FakeKernel implements KernelPort {
     const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = this.nft.observe();
     for (const r of this.rules) if (r.protocol === PROTOCOL_TAG) obs.rules.push({ ...r });
+    // Like LinuxKernel: without the route dump, no connected networks or foreign routes either.
+    if (opts.routes === false) return obs;
+    this.routeDumps++;
     for (const r of this.routes) {
       if (r.protocol === PROTOCOL_TAG) obs.routes.push({ ...r });
       else if (r.table === 254 && r.protocol === RTPROT_KERNEL && r.type === 'unicast' && r.dev) {

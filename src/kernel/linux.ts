@@ -32,6 +32,7 @@ const IN_FLIGHT = 64;
 export class LinuxKernel implements KernelPort {
   private nl = new Rtnl();
   private raw = new RawRoutes();
+  private closed = false;
   private ifindex = new Map<string, number>();
   private ifname = new Map<number, string>();
   readonly notes: string[] = [];
@@ -131,11 +132,8 @@ export class LinuxKernel implements KernelPort {
   async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
     // A missing `nft` must be found before the first write (sysctls and routes come earlier
     // in the plan), so that its error, exit 2, still means "nothing changed".
-    if (plan.ops.some(isNftOp)) {
-      (await this.nftKernel()).binary();
-      // Many routes first: nft can start meanwhile (kernel/nft.ts prestartNft).
-      if (plan.ops.filter((o) => o.kind === 'route').length >= 1000) (await import('./nft.js')).prestartNft();
-    }
+    const nftOps = plan.ops.some(isNftOp);
+    if (nftOps) (await this.nftKernel()).binary();
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
     let done = 0;
     for (const phase of phases(plan.ops)) {
@@ -158,7 +156,10 @@ export class LinuxKernel implements KernelPort {
         continue;
       }
       if (phase[0].kind === 'route') {
-        await this.routeBatch(phase as RouteOp[], (n) => onProgress?.(done + n, plan.ops.length));
+        const batch = this.routeBatch(phase as RouteOp[], (n) => onProgress?.(done + n, plan.ops.length));
+        // Once the routes are on their way, nft can start for a later phase (nft.ts prestartNft).
+        if (nftOps && phase.length >= 1000) setImmediate(() => !this.closed && void import('./nft.js').then((m) => !this.closed && m.prestartNft()));
+        await batch;
         done += phase.length;
         continue;
       }
@@ -252,6 +253,8 @@ export class LinuxKernel implements KernelPort {
   }
 
   close(): void {
+    // Also ends a standby nft (nft.ts): none may be started after this.
+    this.closed = true;
     this.nft?.close();
     this.nl.close();
     this.raw.close();
@@ -260,12 +263,14 @@ export class LinuxKernel implements KernelPort {
 
 type RouteOp = Extract<Op, { kind: 'route' }>;
 
+const DEL_PHASE: Record<string, string> = { route: 'route-', rule: 'rule-', sysctl: 'sysctl-' };
+
 function phases(ops: Op[]): Op[][] {
   const out: Op[][] = [];
   let key = '';
   for (const o of ops) {
     // nft operations in a row are one transaction, whatever their kind.
-    const k = isNftOp(o) ? 'nft' : `${o.kind}:${o.op === 'delete' ? 'del' : 'put'}`;
+    const k = isNftOp(o) ? 'nft' : o.op === 'delete' ? DEL_PHASE[o.kind] : o.kind; // no string per op (100k routes)
     if (k !== key) {
       out.push([]);
       key = k;

@@ -64,12 +64,12 @@ function addrText(family: Family, b: Buffer, off: number): string {
   return formatAddress(6, v);
 }
 
-function putAddr(family: Family, text: string, out: Buffer, off: number): void {
+/** Write the address text[0, end) (IPv4: canonical dotted quad, digits and dots only). */
+function putAddr(family: Family, text: string, out: Buffer, off: number, end = text.length): void {
   if (family === 4) {
-    // Canonical dotted quad (we formatted it): digits and dots only.
     let octet = 0;
     let k = off;
-    for (let i = 0; i < text.length; i++) {
+    for (let i = 0; i < end; i++) {
       const c = text.charCodeAt(i);
       if (c === 46) {
         out[k++] = octet;
@@ -79,6 +79,7 @@ function putAddr(family: Family, text: string, out: Buffer, off: number): void {
     out[k] = octet;
     return;
   }
+  if (end < text.length) text = text.slice(0, end);
   const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
@@ -90,6 +91,8 @@ export class RawRoutes {
   private readonly sock: InstanceType<typeof RawNetlinkSocket>;
   private seq = 1;
   private readonly pending = new Map<number, (errno: number) => void>();
+  /** messages the send thread took, over this object's life (tests check both paths ran) */
+  threadSent = 0;
   private batch?: { base: number; n: number; ack: (seq: number, errno: number) => void };
   private dumpSink?: { seq: number; onMsg: (b: Buffer, off: number, len: number) => void; done: () => void; fail: (e: Error) => void };
 
@@ -297,11 +300,18 @@ export class RawRoutes {
               finish(e as Error);
               return;
             }
-            out.writeUInt32LE(base + i, at + 8);
-            const flags = out.readUInt16LE(at + 6);
-            out.writeUInt16LE(i === end - 1 ? flags | F_ACK : flags & ~F_ACK, at + 6);
+            const seq = base + i;
+            out[at + 8] = seq & 0xff;
+            out[at + 9] = (seq >>> 8) & 0xff;
+            out[at + 10] = (seq >>> 16) & 0xff;
+            out[at + 11] = seq >>> 24;
+            // NLM_F_ACK (0x4) sits in the flags' low byte.
+            out[at + 6] = i === end - 1 ? out[at + 6] | F_ACK : out[at + 6] & ~F_ACK;
           }
-          if (via) via.send(out.buffer as ArrayBuffer, off);
+          if (via) {
+            via.send(out.buffer as ArrayBuffer, off);
+            this.threadSent += end - sent;
+          }
           else
             this.sock.send(out.subarray(0, off), {}, (err?: Error) => {
               if (err && !failed) {
@@ -353,15 +363,26 @@ export function scattered<T>(items: readonly T[]): T[] {
   const n = items.length;
   if (n < 4) return [...items];
   let bits = 0;
-  while (1 << bits < n) bits++;
+  while (2 ** bits < n) bits++;
   const out: T[] = [];
-  for (let i = 0; i < 1 << bits; i++) {
-    let r = 0;
-    for (let b = 0, x = i; b < bits; b++, x >>= 1) r = (r << 1) | (x & 1);
+  for (let i = 0; i < 2 ** bits; i++) {
+    let r: number;
+    if (bits <= 24) r = ((REV8[i & 255] << 16) | (REV8[(i >> 8) & 255] << 8) | REV8[(i >> 16) & 255]) >>> (24 - bits);
+    else {
+      r = 0;
+      for (let b = 0, x = i; b < bits; b++, x = Math.floor(x / 2)) r = r * 2 + (x % 2);
+    }
     if (r < n) out.push(items[r]);
   }
   return out;
 }
+
+/** Each byte's bits reversed. */
+const REV8 = Uint8Array.from({ length: 256 }, (_, i) => {
+  let r = 0;
+  for (let b = 0; b < 8; b++) r |= ((i >> b) & 1) << (7 - b);
+  return r;
+});
 
 export type RouteOp = 'add' | 'replace' | 'delete';
 
@@ -377,8 +398,9 @@ export function routeMessageMax(r: RouteSpec): number {
 export function encodeRoute(op: RouteOp, r: RouteSpec, ifindex: (name: string) => number | undefined, b: Buffer, off: number): number {
   const alen = r.family === 4 ? 4 : 16;
   const slash = r.dst.indexOf('/');
-  const addr = r.dst.slice(0, slash);
-  const dstLen = Number(r.dst.slice(slash + 1));
+  // The length by hand: two digits at most (a Number(slice) per route showed at 100k).
+  let dstLen = 0;
+  for (let i = slash + 1; i < r.dst.length; i++) dstLen = dstLen * 10 + r.dst.charCodeAt(i) - 48;
   let oif: number | undefined;
   // unicast and local (the proxy target's `local default dev lo`) name their device.
   const dev = (r.type === 'unicast' || r.type === 'local') && op !== 'delete' && r.dev !== undefined;
@@ -387,9 +409,10 @@ export function encodeRoute(op: RouteOp, r: RouteSpec, ifindex: (name: string) =
     if (oif === undefined) throw new WgsplitError('NO_INTERFACE', `interface ${r.dev} does not exist`);
   }
   b.fill(0, off, off + 28);
-  b.writeUInt16LE(op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE, off + 4);
+  b[off + 4] = op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE;
   const flags = F_REQUEST | F_ACK | (op === 'delete' ? 0 : F_CREATE | (op === 'replace' ? F_REPLACE : F_EXCL));
-  b.writeUInt16LE(flags, off + 6);
+  b[off + 6] = flags & 0xff;
+  b[off + 7] = flags >> 8;
   const h = off + 16;
   b[h] = AF[r.family];
   b[h + 1] = dstLen;
@@ -400,33 +423,43 @@ export function encodeRoute(op: RouteOp, r: RouteSpec, ifindex: (name: string) =
   b[h + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : r.type === 'unicast' ? RT_SCOPE_LINK : r.type === 'local' ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
   b[h + 7] = TYPE_NUM[r.type];
   let o = h + 12;
+  // Attributes: struct rtattr { u16 len; u16 type }, then the value (little-endian here,
+  // as the kernel's host order on the machines this runs on; addresses in network order).
   const attr = (type: number, len: number) => {
-    b.writeUInt16LE(4 + len, o);
-    b.writeUInt16LE(type, o + 2);
+    b[o] = 4 + len;
+    b[o + 1] = 0;
+    b[o + 2] = type;
+    b[o + 3] = 0;
+    o += 4;
+  };
+  const u32 = (v: number) => {
+    b[o] = v & 0xff;
+    b[o + 1] = (v >>> 8) & 0xff;
+    b[o + 2] = (v >>> 16) & 0xff;
+    b[o + 3] = v >>> 24;
     o += 4;
   };
   if (dstLen > 0 || r.family === 6) {
     attr(RTA_DST, alen);
-    putAddr(r.family, addr, b, o);
+    putAddr(r.family, r.dst, b, o, slash);
     o += alen;
   }
   attr(RTA_TABLE, 4);
-  b.writeUInt32LE(r.table, o);
-  o += 4;
+  u32(r.table);
   attr(RTA_PRIORITY, 4);
-  b.writeUInt32LE(r.metric, o);
-  o += 4;
+  u32(r.metric);
   if (dev) {
     attr(RTA_OIF, 4);
-    b.writeUInt32LE(oif!, o);
-    o += 4;
+    u32(oif!);
     if (r.src) {
       attr(RTA_PREFSRC, alen);
       putAddr(r.family, r.src, b, o);
       o += alen;
     }
   }
-  b.writeUInt32LE(o - off, off);
+  const len = o - off;
+  b[off] = len & 0xff;
+  b[off + 1] = len >> 8;
   return o;
 }
 

@@ -118,7 +118,8 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>, o
     const now = observed.sysctls?.[path];
     if (!wantSys.has(path) && now !== undefined && now !== original) sysRestore.push({ op: 'delete', kind: 'sysctl', path, value: original, was: now });
   }
-  return { ops: [...routeAdds, ...sysSet, ...nftPut, ...early, ...ruleAdds, ...late, ...nftDel, ...sysRestore, ...routeDels] };
+  // concat, not spread: at 100k routes the spread copied element by element.
+  return { ops: routeAdds.concat(sysSet, nftPut, early, ruleAdds, late, nftDel, sysRestore, routeDels) };
 }
 
 interface Bucket {
@@ -200,14 +201,20 @@ function fingerprint(b: Bucket): Bucket {
 
 /** Order-independent fingerprint of a route set: what the plan cache compares. */
 export function routesFingerprint(routes: readonly RouteSpec[]): { n: number; sum: number; xor: number } {
-  let sum = 0;
-  let xor = 0;
-  for (const r of routes) {
-    const h = routeHash(r);
+  return fingerprintRange(routes, 0, routes.length, { n: routes.length, sum: 0, xor: 0 });
+}
+
+/** Add routes[start, end) to a fingerprint under way (sum and xor do not care about order). */
+export function fingerprintRange(routes: readonly RouteSpec[], start: number, end: number, fp: { n: number; sum: number; xor: number }): { n: number; sum: number; xor: number } {
+  let { sum, xor } = fp;
+  for (let i = start; i < end; i++) {
+    const h = routeHash(routes[i]);
     sum = (sum + h) >>> 0;
     xor = (xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
   }
-  return { n: routes.length, sum, xor };
+  fp.sum = sum;
+  fp.xor = xor;
+  return fp;
 }
 
 /** Would the kernel call `existing` a duplicate of `added`? (fib_rules.c rule_exists) */

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type { Desired, Unit } from '../compile/desired.js';
 import type { Facts } from '../compile/facts.js';
 import { ruleKey } from '../model/rule.js';
-import { routesFingerprint, type Observed } from '../plan/diff.js';
+import { fingerprintRange, routesFingerprint, type Observed } from '../plan/diff.js';
 import type { RouteSpec } from '../model/route.js';
 import type { Profile } from '../profile/types.js';
 import type { CachedPlan, OwnedTables } from '../state/owned.js';
@@ -87,6 +87,36 @@ export function unitFingerprint(routes: readonly RouteSpec[]): { n: number; sum:
   let fp = fingerprints.get(routes);
   if (!fp) fingerprints.set(routes, (fp = routesFingerprint(routes)));
   return fp;
+}
+
+/**
+ * unitFingerprint of large units, computed in slices between other work. applyCommand
+ * starts it before writing: at 100k routes the hashing (~30 ms) then runs while the kernel
+ * takes the routes (the send thread keeps the kernel busy; this thread mostly waits for its
+ * answers) instead of after, when rememberPlans needs it.
+ */
+export function fingerprintMeanwhile(units: readonly Unit[], slice = 4096): Promise<void> {
+  const todo = units.filter((u) => !u.cached && u.routes.length > slice && !fingerprints.has(u.routes));
+  return new Promise((resolve) => {
+    let k = 0;
+    let at = 0;
+    let fp = { n: 0, sum: 0, xor: 0 };
+    const step = () => {
+      if (k === todo.length) return resolve();
+      const routes = todo[k].routes;
+      if (at === 0) fp = { n: routes.length, sum: 0, xor: 0 };
+      const end = Math.min(routes.length, at + slice);
+      fingerprintRange(routes, at, end, fp);
+      at = end;
+      if (at === routes.length) {
+        fingerprints.set(routes, fp);
+        k++;
+        at = 0;
+      }
+      setImmediate(step);
+    };
+    step();
+  });
 }
 
 /** After a successful apply: remember what each cleanly compiled profile wanted. */

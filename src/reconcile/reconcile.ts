@@ -17,7 +17,7 @@ import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
-import { rememberPlans, reuser, type CompileMemo } from './planCache.js';
+import { fingerprintMeanwhile, rememberPlans, reuser, type CompileMemo } from './planCache.js';
 import type { RouteCache } from './routeCache.js';
 import { WG_MISSING } from '../kernel/wg.js';
 import type { DnsmasqPort, DnsmasqSync } from '../dnsmasq/dnsmasq.js';
@@ -196,6 +196,8 @@ export async function applyCommand(
   if (dropin && opts.dnsmasq && cmd.kind !== 'down') await opts.dnsmasq.check();
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
   saveState(state, c, cmd, 'before');
+  // The plan cache's fingerprints, hashed while the kernel takes the routes (planCache.ts).
+  const hashed = c.plan.ops.length ? fingerprintMeanwhile(c.desired.units) : undefined;
   try {
     if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);
   } catch (e) {
@@ -242,6 +244,7 @@ export async function applyCommand(
         `\n(rule selectors such as ipproto, dport and uidrange need Linux 4.17+)`,
     );
   }
+  await hashed;
   try {
     saveState(state, c, cmd, 'after');
   } catch (e) {

@@ -57,3 +57,22 @@ test.serial('deleting routes that are not there reports ESRCH for exactly those'
   const left = (await run('ip', ['netns', 'exec', NS, 'ip', 'route', 'show', 'table', '77'])).stdout.trim().split('\n');
   t.is(left.length, 297);
 });
+
+test.serial('a batch big enough for the send thread: it takes over from this thread, errors still land on the right message', async (t) => {
+  // 30,000 routes (above THREAD_MIN): the first sends go out from this thread while the
+  // second one starts, the rest through it. Every seventh route exists already (EEXIST).
+  const [pre, res, sent] = await inNs(`
+    const dst = (i) => (40 + (i >> 16)) + '.' + ((i >> 8) & 255) + '.' + (i & 255) + '.0/24';
+    const mk = (i) => raw.encode('add', { family: 4, table: 78, type: 'throw', dst: dst(i), metric: 0, protocol: 87 }, () => undefined);
+    out.push(await raw.execute(Array.from({ length: 30000 }, (_, i) => i).filter((i) => i % 7 === 0).map(mk), 128));
+    out.push(await raw.execute(Array.from({ length: 30000 }, (_, i) => mk(i)), 128));
+    out.push([raw.threadSent]);
+  `);
+  t.true(pre.every((e) => e === 0));
+  t.is(res.length, 30000);
+  const wrong = res.map((e, i) => [i, e]).filter(([i, e]) => e !== (i % 7 === 0 ? 17 : 0));
+  t.deepEqual(wrong.slice(0, 5), [], 'each EEXIST on its own message, nothing else failed');
+  t.true(sent[0] > 10000, `the send thread carried most of the batch (${sent[0]} messages)`);
+  const shown = (await run('ip', ['netns', 'exec', NS, 'ip', 'route', 'show', 'table', '78'], { maxBuffer: 64 << 20 })).stdout.trim().split('\n');
+  t.is(shown.length, 30000, 'every route is in the table');
+});

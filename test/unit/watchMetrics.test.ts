@@ -65,3 +65,55 @@ test('watcher metrics: reconciles, repairs, errors and the drift a failed reconc
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('watcher route cache: a rule event reuses the last route dump; route, link and address events, an overflow and a run that wrote routes read them again', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wgsplit-watch-routes-'));
+  let w: Watcher | undefined;
+  try {
+    writeFileSync(join(dir, 'web.toml'), 'interface = "wg0"\nprotocols = ["tcp"]\ntable = 10086\npriority = 10086\nexclude = ["@private"]\n', { mode: 0o644 });
+    const k = fakeHost();
+    w = new Watcher({ configDir: dir, log: new Logger({ level: 'error', json: true, journald: false, write: () => {} }), kernel: k, state: new MemoryStateStore(), lockPath: join(dir, 'lock'), cleanupOnExit: false, resyncMs: 0 });
+    const internal = w as unknown as { reload(why: string): boolean; onLine(l: string): void; reconcile(t: { reason: string; repair: boolean; at: number }[]): Promise<unknown> };
+    t.true(internal.reload('start'));
+    const run = () => internal.reconcile([{ reason: 'test', repair: true, at: performance.now() }]);
+    await run();
+    const ours = () => k.routes.filter((r) => r.table === 10086 && r.family === 4);
+    const throws = ours().length;
+    t.true(throws > 5);
+    // A run that wrote routes does not trust its dump: the next one reads again.
+    let dumps = k.routeDumps;
+    await run();
+    t.is(k.routeDumps, dumps + 1, 'after writing routes, the next run dumps');
+    // Someone deletes one of our rules: its event alone, and the repair reads no route.
+    dumps = k.routeDumps;
+    k.rules = k.rules.filter((r) => !(r.family === 4 && r.table === 10086 && r.src === '0.0.0.0/32'));
+    internal.onLine('[RULE]Deleted 10086: from 0.0.0.0 iif lo ipproto tcp lookup 10086 proto 87');
+    await run();
+    t.is(k.routeDumps, dumps, 'a rule event: no route dump');
+    t.true(k.rules.some((r) => r.family === 4 && r.table === 10086 && r.src === '0.0.0.0/32'), 'the rule is back');
+    // A route of ours deleted with its event: dumped, and restored.
+    const gone = ours()[0];
+    k.routes = k.routes.filter((r) => r !== gone);
+    internal.onLine(`[ROUTE]Deleted throw ${gone.dst} table 10086 proto 87`);
+    await run();
+    t.is(k.routeDumps, dumps + 1, 'a route event: one dump');
+    t.is(ours().length, throws, 'the route is back');
+    // Link and address events (IPv4 drops a downed link's routes without a route event).
+    for (const line of ['[LINK]3: wg0: <POINTOPOINT,NOARP> mtu 1420 state DOWN', '[ADDR]3: wg0    inet 10.253.0.2/24 scope global wg0']) {
+      await run(); // settle: the previous run wrote
+      const before = k.routeDumps;
+      internal.onLine(line);
+      await run();
+      t.is(k.routeDumps, before + 1, `${line.slice(0, 6)} event: the routes are read again`);
+    }
+    // The event monitor restarting or overflowing, and a reload, trust nothing either.
+    await run();
+    const before = k.routeDumps;
+    internal.onLine('Error: No buffer space available');
+    await run();
+    t.is(k.routeDumps, before + 1, 'an overflow: read again');
+  } finally {
+    await w?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
