@@ -146,6 +146,10 @@ const r = await build({
   // package.json relative to it.
   define: { 'import.meta.url': '__wgsplitMainUrl' },
   legalComments: 'none',
+  // A third smaller (1.2 MB -> 0.85 MB): less to read, hash and deserialize on every start
+  // (the no-op `up` measured ~5 ms faster). Identifiers stay, so stack traces keep names.
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
   metafile: true,
 });
