@@ -28,7 +28,8 @@ import { cgroupLevel, ownSliceName } from '../model/cgroup.js';
 import { hasApps } from '../profile/apps.js';
 import type { Profile } from '../profile/types.js';
 import type { CgroupFacts, Facts } from './facts.js';
-import { familyTag, hex, ident, ipKeyword, prefixSet, selectorStatements, type FwmarkInput } from './nftFwmark.js';
+import { familyTag, hex, ident, ipKeyword, prefixSet, type FwmarkInput } from './nftFwmark.js';
+import { nftSelectors } from '../model/selector.js';
 
 /** wgsplit's own cgroup for a profile: where `wgsplit exec PROFILE` runs its command. */
 export function ownCgroup(profile: string, base: string): string {
@@ -70,7 +71,7 @@ export function appsObjects(f: FwmarkInput, p: Profile, c: CgroupFacts): NftStat
   const ip = ipKeyword(f.family);
   const nfproto = `meta nfproto ${f.family === 4 ? 'ipv4' : 'ipv6'}`;
   const setMark = `meta mark set meta mark & ${hex(~f.mask)} | ${hex(f.mark)}`;
-  const cond = [nfproto, `meta mark & ${hex(f.mask)} == 0`, 'ct direction original', ...selectorStatements(f), `${ip} daddr @${base}_include`, `${ip} daddr != @${base}_exclude`];
+  const cond = [nfproto, `meta mark & ${hex(f.mask)} == 0`, 'ct direction original', ...nftSelectors(f), `${ip} daddr @${base}_include`, `${ip} daddr != @${base}_exclude`];
   const rules: NftRule[] = [{ chain: 'output', key: `${key}/apps`, expr: `${cond.join(' ')} jump ${chain}`, owner: f.profile }];
   const seen = new Set<number>();
   for (const x of p.excludeApps ?? []) {

@@ -25,12 +25,13 @@
  *         one rule `from <wg address>/128` with FIB_RULE_FIND_SADDR: the kernel picks the
  *         source from T's route first and the rule matches when it is the tunnel's.
  */
-import { BLOCK_METRIC, IPPROTO, PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
+import { BLOCK_METRIC, PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
+import { ruleSelectors } from '../model/selector.js';
 import { parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
 import type { PrefixList } from '../model/prefixList.js';
 import { destinations } from './destinations.js';
 import type { RouteSpec } from '../model/route.js';
-import type { Range, RuleSpec } from '../model/rule.js';
+import type { RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import { absentInterface, facts, type Facts, type InterfaceFacts } from './facts.js';
@@ -236,22 +237,14 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
         : v6Block
           ? [{}]
           : iface.addresses[6].map((a) => ({ src: `${a}/128`, findSaddr: true as const }));
-    const protos: (number | undefined)[] = p.protocols ? p.protocols.map((x) => IPPROTO[x][family]) : [undefined];
-    const opt = <T>(xs: T[]): (T | undefined)[] => (xs.length ? xs : [undefined]);
-    for (const ipproto of protos)
-      for (const dport of opt<Range>(p.dports))
-        for (const sport of opt<Range>(p.sports))
-          for (const uid of opt<Range>(p.uids))
-            for (const s of sources) {
-              const r: RuleSpec = { family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, iif: 'lo' };
-              if (s.src) r.src = s.src;
-              if (s.findSaddr) r.findSaddr = true;
-              if (ipproto !== undefined) r.ipproto = ipproto;
-              if (dport) r.dport = dport;
-              if (sport) r.sport = sport;
-              if (uid) r.uid = uid;
-              rules.push(r);
-            }
+    // One rule per selector combination (model/selector.ts) and source.
+    for (const sel of ruleSelectors(p, family))
+      for (const s of sources) {
+        const r: RuleSpec = { family, priority: p.priority, table: p.table, protocol: PROTOCOL_TAG, iif: 'lo' };
+        if (s.src) r.src = s.src;
+        if (s.findSaddr) r.findSaddr = true;
+        rules.push(Object.assign(r, sel));
+      }
   }
   // Gateway mode: marked forwarded packets go to T, whose routes decide the destination.
   if (gw && includes.size) rules.push(markRule(p, family));

@@ -37,7 +37,8 @@ import type { Range } from '../model/rule.js';
 import type { Protocol } from '../profile/types.js';
 import { mergeNft } from '../model/nft.js';
 import type { Unit } from './desired.js';
-import { familyTag, hex, ident, selectorStatements, type MarkInput } from './nftFwmark.js';
+import { familyTag, hex, ident, type MarkInput } from './nftFwmark.js';
+import { nftSelectors } from '../model/selector.js';
 
 export const COUNTER_CHAINS: Record<'out' | 'in', NftChain> = {
   out: { name: 'counters_out', type: 'filter', hook: 'postrouting', priority: 300, policy: 'accept', owner: 'wgsplit' },
@@ -61,9 +62,9 @@ export function counterObjects(c: CounterInput): NftState {
   const nfproto = `meta nfproto ${c.family === 4 ? 'ipv4' : 'ipv6'}`;
   const out = [nfproto, `oifname "${c.iface}"`];
   if (c.mode === 'fwmark') out.push(`meta mark & ${hex(c.mask)} == ${hex(c.mark)}`);
-  else out.push('meta iif 0', ...selectorStatements(c));
+  else out.push('meta iif 0', ...nftSelectors(c));
   // From the reply side: source and destination ports swap; no uid on an incoming packet.
-  const back = selectorStatements({ family: c.family, protocols: c.protocols, dports: c.sports, sports: c.dports, uids: [] });
+  const back = nftSelectors({ family: c.family, protocols: c.protocols, dports: c.sports, sports: c.dports, uids: [] });
   const replies = [nfproto, `iifname "${c.iface}"`, 'ct direction reply', ...back];
   const rule = (dir: Direction, expr: string[]): NftRule => ({ chain: COUNTER_CHAINS[dir].name, key: counterKey(c.profile, c.family, dir), expr: [...expr, 'counter', 'accept'].join(' '), owner: c.profile });
   return { chains: [COUNTER_CHAINS.out, COUNTER_CHAINS.in], sets: [], rules: [rule('out', out), rule('in', replies)] };

@@ -39,7 +39,8 @@ import { BASE_CHAINS, type NftRule, type NftState } from '../model/nft.js';
 import { formatPrefix, type Family, type Prefix } from '../model/prefix.js';
 import type { Range } from '../model/rule.js';
 import type { FromSpec, Protocol } from '../profile/types.js';
-import { familyTag, hex, ident, ipKeyword, selectorStatements, type MarkInput } from './nftFwmark.js';
+import { familyTag, hex, ident, ipKeyword, type MarkInput } from './nftFwmark.js';
+import { nftSelectors } from '../model/selector.js';
 
 /** WireGuard's default MTU (wg-quick, wireguard-go), used while the interface's is unknown. */
 export const DEFAULT_TUNNEL_MTU = 1420;
@@ -76,7 +77,7 @@ export function gatewayObjects(g: GatewayInput): NftState {
   const tail = [
     'ct direction original',
     'fib daddr type != { local, broadcast, multicast }',
-    ...selectorStatements({ family: g.family, protocols: g.protocols, dports: g.dports, sports: g.sports, uids: [] }),
+    ...nftSelectors({ family: g.family, protocols: g.protocols, dports: g.dports, sports: g.sports, uids: [] }),
     ...(g.destSets ? [`${ip} daddr @${g.destSets.include}`, `${ip} daddr != @${g.destSets.exclude}`] : []),
     `meta mark set meta mark & ${hex(~g.mask)} | ${hex(g.mark)}`,
   ];

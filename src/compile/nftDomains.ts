@@ -22,7 +22,8 @@
  */
 import { BASE_CHAINS, type NftSet, type NftState } from '../model/nft.js';
 import type { Family } from '../model/prefix.js';
-import { familyTag, hex, ident, ipKeyword, prefixSet, selectorStatements, type FwmarkInput } from './nftFwmark.js';
+import { familyTag, hex, ident, ipKeyword, prefixSet, type FwmarkInput } from './nftFwmark.js';
+import { nftSelectors } from '../model/selector.js';
 
 /**
  * Default element timeout of the domain sets: one day. dnsmasq's nftset adds elements with
@@ -79,7 +80,7 @@ export function domainObjects(f: DomainInput): { nft: NftState; feeds: DomainFee
     sets.push(domainSet(exDom, f.family, f.profile));
     feeds.push({ set: exDom, family: f.family, domains: f.excludeDomains, profile: f.profile });
   }
-  const head = [nfproto, `meta mark & ${hex(f.mask)} == 0`, 'ct direction original', ...selectorStatements(f)];
+  const head = [nfproto, `meta mark & ${hex(f.mask)} == 0`, 'ct direction original', ...nftSelectors(f)];
   const guard = [`${ip} daddr != @${base}_exclude`, ...(f.excludeDomains.length ? [`${ip} daddr != @${exDom}`] : [])];
   const set = `meta mark set meta mark & ${hex(~f.mask)} | ${hex(f.mark)}`;
   const rules: NftState['rules'] = [];

@@ -17,6 +17,7 @@ import type { Family } from '../model/prefix.js';
 import type { PrefixList } from '../model/prefixList.js';
 import type { Range } from '../model/rule.js';
 import type { Protocol } from '../profile/types.js';
+import { nftSelectors } from '../model/selector.js';
 
 export const hex = (n: number) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
 
@@ -29,8 +30,6 @@ export const hex = (n: number) => '0x' + (n >>> 0).toString(16).padStart(8, '0')
 export const ident = (s: string) =>
   /^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(s) ? s : `p_${s.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 64)}_${createHash('sha256').update(s).digest('hex').slice(0, 8)}`;
 
-export const rangeText = (r: Range) => (r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`);
-const L4: Record<Protocol, Record<Family, string>> = { tcp: { 4: 'tcp', 6: 'tcp' }, udp: { 4: 'udp', 6: 'udp' }, icmp: { 4: 'icmp', 6: 'ipv6-icmp' } };
 export const familyTag = (f: Family) => (f === 4 ? 'v4' : 'v6');
 export const ipKeyword = (f: Family) => (f === 4 ? 'ip' : 'ip6');
 
@@ -56,22 +55,12 @@ export function prefixSet(name: string, family: Family, prefixes: PrefixList, ow
   return { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', flags: ['interval'], elements: prefixes.texts(), owner };
 }
 
-/** The selector statements every nft match of a profile shares (protocol, ports, uid). */
-export function selectorStatements(f: Pick<FwmarkInput, 'family' | 'protocols' | 'dports' | 'sports' | 'uids'>): string[] {
-  const m: string[] = [];
-  if (f.protocols) m.push(`meta l4proto { ${f.protocols.map((p) => L4[p][f.family]).join(', ')} }`);
-  if (f.dports.length) m.push(`th dport { ${f.dports.map(rangeText).join(', ')} }`);
-  if (f.sports.length) m.push(`th sport { ${f.sports.map(rangeText).join(', ')} }`);
-  if (f.uids.length) m.push(`meta skuid { ${f.uids.map(rangeText).join(', ')} }`);
-  return m;
-}
-
 export function fwmarkObjects(f: FwmarkInput): NftState {
   const base = `${ident(f.profile)}_${familyTag(f.family)}`;
   const ip = ipKeyword(f.family);
   const nfproto = `meta nfproto ${f.family === 4 ? 'ipv4' : 'ipv6'}`;
   const sets = [prefixSet(`${base}_include`, f.family, f.include, f.profile), prefixSet(`${base}_exclude`, f.family, f.exclude, f.profile)];
-  const mark = [nfproto, `meta mark & ${hex(f.mask)} == 0`, 'ct direction original', ...selectorStatements(f)];
+  const mark = [nfproto, `meta mark & ${hex(f.mask)} == 0`, 'ct direction original', ...nftSelectors(f)];
   mark.push(`${ip} daddr @${base}_include`, `${ip} daddr != @${base}_exclude`, `meta mark set meta mark & ${hex(~f.mask)} | ${hex(f.mark)}`);
   const key = `${ident(f.profile)}/${familyTag(f.family)}`;
   return {

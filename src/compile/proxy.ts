@@ -39,7 +39,9 @@ import type { Profile, ProxyTarget } from '../profile/types.js';
 import type { Desired, Unit } from './desired.js';
 import type { Facts } from './facts.js';
 import { gatewaySelection } from './gateway.js';
-import { familyTag, hex, ident, ipKeyword, prefixSet, rangeText, selectorStatements } from './nftFwmark.js';
+import { familyTag, hex, ident, ipKeyword, prefixSet } from './nftFwmark.js';
+import { nftSelectors } from '../model/selector.js';
+import { rangeText } from '../model/rule.js';
 
 const FAMILY_NAME: Record<Family, string> = { 4: 'IPv4', 6: 'IPv6' };
 const NOT_LOCAL = 'fib daddr type != { local, broadcast, multicast }';
@@ -115,15 +117,15 @@ export function proxyObjects(p: Profile, family: Family, includes: PrefixList, e
   const rule = (chain: string, what: string, parts: string[]) => rules.push({ chain, key: `${key}/${what}`, expr: parts.join(' '), owner: p.name });
   if (p.from.host) {
     // The host's own packets come back in on lo, marked by the output rule below.
-    rule('prerouting', 'lo', [nfproto, 'iifname "lo"', `meta mark & ${hex(p.fwmarkMask)} == ${hex(p.fwmark)}`, ...selectorStatements({ ...sel, dports: [], sports: [], uids: [] }), tproxy, 'accept']);
+    rule('prerouting', 'lo', [nfproto, 'iifname "lo"', `meta mark & ${hex(p.fwmarkMask)} == ${hex(p.fwmark)}`, ...nftSelectors({ ...sel, dports: [], sports: [], uids: [] }), tproxy, 'accept']);
   }
   const gw = gatewaySelection(p.from, family);
-  const tail = ['ct direction original', NOT_LOCAL, ...selectorStatements({ ...sel, uids: [] }), ...dests, setMark, tproxy, 'accept'];
+  const tail = ['ct direction original', NOT_LOCAL, ...nftSelectors({ ...sel, uids: [] }), ...dests, setMark, tproxy, 'accept'];
   if (gw?.interfaces.length) rule('prerouting', 'iif', [nfproto, free, `iifname ${quoted(gw.interfaces)}`, ...tail]);
   if (gw?.sources.length) rule('prerouting', 'src', [nfproto, free, 'iifname != "lo"', `${ip} saddr ${inline(gw.sources)}`, ...tail]);
   if (p.from.host) {
     const bypass = [...(t.bypassUids.length ? [`meta skuid != ${ranges(t.bypassUids)}`] : []), ...(t.bypassMark !== undefined ? [`meta mark != ${hex(t.bypassMark)}`] : [])];
-    rule('output', 'mark', [nfproto, free, 'ct direction original', ...bypass, NOT_LOCAL, ...selectorStatements({ ...sel, uids: p.uids }), ...dests, setMark]);
+    rule('output', 'mark', [nfproto, free, 'ct direction original', ...bypass, NOT_LOCAL, ...nftSelectors({ ...sel, uids: p.uids }), ...dests, setMark]);
   }
   return {
     chains: [BASE_CHAINS.prerouting, ...(p.from.host ? [BASE_CHAINS.output] : [])],

@@ -7,6 +7,7 @@
 import type { Unit } from '../compile/desired.js';
 import type { Facts } from '../compile/facts.js';
 import { IPPROTO } from '../model/constants.js';
+import { inRanges, trafficMismatch, uidMismatch } from '../model/selector.js';
 import { NAMED_SETS, PRIVATE_PARTS } from '../model/namedSets.js';
 import { containsAddress, formatPrefix, parseAddress, parsePrefix, type Family, type Prefix } from '../model/prefix.js';
 import type { LookupResult } from '../kernel/lookup.js';
@@ -55,11 +56,6 @@ export interface Explanation {
 const TABLE_NAMES: Record<number, string> = { 254: 'main', 253: 'default', 255: 'local', 52: '52 (tailscale)' };
 export const tableName = (t: number | undefined) => (t === undefined ? '?' : TABLE_NAMES[t] ?? String(t));
 
-function inRanges(v: number | undefined, ranges: { start: number; end: number }[]): boolean {
-  if (!ranges.length) return true;
-  if (v === undefined) return false;
-  return ranges.some((r) => v >= r.start && v <= r.end);
-}
 
 /** Why a destination is excluded for a unit, naming the named set part when there is one. */
 export function exclusionReason(u: Unit, facts: Facts, family: Family, addr: bigint): string | undefined {
@@ -106,12 +102,13 @@ export type Learned = (u: Unit, family: Family, dst: string) => { which: 'includ
 export function judge(u: Unit, q: ExplainQuery, facts: Facts, learned?: Learned): ProfileVerdict {
   const base = { profile: u.profile.name, mode: u.mode };
   const p = u.profile;
-  if (p.protocols && (!q.proto || !p.protocols.includes(q.proto))) return { ...base, matches: false, reason: `protocol ${q.proto ?? '(any)'} is not in ${p.protocols.join(', ')}` };
-  if (!inRanges(q.dport, p.dports)) return { ...base, matches: false, reason: `destination port ${q.dport ?? '(none)'} is not in ${p.dports.map((r) => (r.start === r.end ? r.start : `${r.start}-${r.end}`)).join(', ')}` };
-  if (!inRanges(q.sport, p.sports)) return { ...base, matches: false, reason: `source port ${q.sport ?? '(none)'} is not in the profile's sports` };
+  // The profile's selectors, as compile writes them into rules and nft (model/selector.ts).
+  const sel = trafficMismatch(p, q);
+  if (sel) return { ...base, matches: false, reason: sel };
   const fwd = forwardedVerdict(u, q);
   if (fwd) return { ...base, matches: false, reason: fwd };
-  if (!q.iif && !inRanges(q.uid ?? 0, p.uids)) return { ...base, matches: false, reason: `uid ${q.uid ?? 0} is not in the profile's uids` };
+  const uid = q.iif ? undefined : uidMismatch(p, q);
+  if (uid) return { ...base, matches: false, reason: uid };
   const appWhy = q.iif ? undefined : appRefusal(p, q.app, facts.cgroups);
   if (appWhy) return { ...base, matches: false, reason: appWhy };
   // The loop guard: the proxy's own sockets are never handed back to it.

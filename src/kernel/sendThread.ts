@@ -49,6 +49,7 @@ export class SendThread {
   ready = false;
   /** set when the thread failed: nothing more is sent through it */
   error?: Error;
+  private closing = false;
 
   constructor(onDatagrams: (buf: Buffer) => void, onError: (e: Error) => void) {
     const raw = createRequire(import.meta.url).resolve('netlink/dist/raw.js');
@@ -60,6 +61,8 @@ export class SendThread {
       else this.fail(new Error(`send thread: ${(m as { error?: string }).error ?? 'unknown message'}`), onError);
     });
     this.worker.on('error', (e) => this.fail(e, onError));
+    // Gone without being asked (killed, out of memory): what it held is lost, the batch fails.
+    this.worker.on('exit', (code) => this.closing || this.fail(new Error(`send thread: exited (${code})`), onError));
   }
 
   private fail(e: Error, onError: (e: Error) => void): void {
@@ -82,6 +85,7 @@ export class SendThread {
   }
 
   close(): void {
+    this.closing = true;
     this.ready = false;
     this.worker.postMessage('close');
     this.worker.unref();

@@ -33,7 +33,7 @@ export interface RuleSpec {
   findSaddr?: boolean;
 }
 
-const rangeText = (r: Range) => (r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`);
+export const rangeText = (r: Range) => (r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`);
 
 export function ruleKey(r: RuleSpec): string {
   return [

@@ -3,7 +3,8 @@ import type { Family, Prefix } from '../model/prefix.js';
 import type { PackedPrefixes } from '../model/prefixList.js';
 import type { Range } from '../model/rule.js';
 
-export type Protocol = 'tcp' | 'udp' | 'icmp';
+export type { Protocol } from '../model/selector.js';
+import type { Protocol } from '../model/selector.js';
 
 /** Where a prefix came from, so `explain` can say "excluded by @rfc1918 (192.168.0.0/16)". */
 export interface PrefixSource {
