@@ -252,6 +252,10 @@ export class LinuxKernel implements KernelPort {
     return probeRuleSelectors(this.nl);
   }
 
+  longRunning(): void {
+    this.raw.sendThread = false;
+  }
+
   close(): void {
     // Also ends a standby nft (nft.ts): none may be started after this.
     this.closed = true;

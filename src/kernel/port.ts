@@ -48,4 +48,10 @@ export interface KernelPort {
   /** execute the plan in order; on failure throw a WgsplitError naming the operation */
   apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void>;
   close(): void;
+  /**
+   * This process stays (the watcher): keep memory flat rather than win time on a first
+   * large apply (LinuxKernel then sends routes without the second thread, which left
+   * ~20 MB of a 10k-prefix watcher's RSS behind after its first apply).
+   */
+  longRunning?(): void;
 }

@@ -93,6 +93,8 @@ export class RawRoutes {
   private readonly pending = new Map<number, (errno: number) => void>();
   /** messages the send thread took, over this object's life (tests check both paths ran) */
   threadSent = 0;
+  /** may large batches use the send thread (see THREAD_MIN)? */
+  sendThread = true;
   private batch?: { base: number; n: number; ack: (seq: number, errno: number) => void };
   private dumpSink?: { seq: number; onMsg: (b: Buffer, off: number, len: number) => void; done: () => void; fail: (e: Error) => void };
 
@@ -250,7 +252,7 @@ export class RawRoutes {
     perSend = 128,
     onProgress?: (done: number) => void,
     window = 8,
-    threaded = n >= THREAD_MIN,
+    threaded = this.sendThread && n >= THREAD_MIN,
   ): Promise<number[]> {
     const results = new Array<number>(n).fill(0);
     if (n === 0) return Promise.resolve(results);

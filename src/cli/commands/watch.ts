@@ -19,6 +19,7 @@ export async function watchCommand(ctx: Context): Promise<number> {
   if (textfile && !existsSync(dirname(resolve(textfile)))) throw new WgsplitError('USAGE', `--metrics-textfile ${textfile}: directory ${dirname(resolve(textfile))} does not exist`);
   const log = new Logger({ level: ctx.args.logLevel, json: ctx.args.logJson, journald: !!process.env.JOURNAL_STREAM, write: (l) => ctx.err(l) });
   const kernel = await ctx.kernel();
+  kernel.longRunning?.();
   const watcher = new Watcher({
     configDir: ctx.args.config,
     log,
