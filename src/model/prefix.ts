@@ -16,14 +16,15 @@ export const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 /**
  * Dotted-quad IPv4 to a number, or -1. Hand-written because country lists run to 100k
  * lines and the generic path (isIPv4's regex, split, map) dominated load time. Same
- * grammar as node's isIPv4: four decimal octets 0-255, no leading zeros.
+ * grammar as node's isIPv4: four decimal octets 0-255, no leading zeros. Reads
+ * text[start, end) (list files parse lines in place: profile/listFile.ts).
  */
-function parseIPv4(text: string): number {
+export function parseIPv4(text: string, start = 0, end = text.length): number {
   let value = 0;
   let octet = 0;
   let digits = 0;
   let dots = 0;
-  for (let i = 0; i < text.length; i++) {
+  for (let i = start; i < end; i++) {
     const c = text.charCodeAt(i);
     if (c === 46) {
       if (digits === 0 || dots === 3) return -1;

@@ -8,7 +8,7 @@
  * grammar, so both paths accept and refuse exactly the same lines (test/unit/listFile).
  */
 import type { Problem } from '../errors.js';
-import { key4, parsePrefix } from '../model/prefix.js';
+import { key4, parseIPv4, parsePrefix } from '../model/prefix.js';
 import type { PackedPrefixes } from '../model/prefixList.js';
 import type { Prefix } from '../model/prefix.js';
 import type { PrefixSource } from './types.js';
@@ -19,27 +19,10 @@ import type { PrefixSource } from './types.js';
  * host bits. Never accepts what parsePrefix refuses.
  */
 function fastKey4(text: string, s: number, e: number): number {
-  let value = 0;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
   let i = s;
-  for (; i < e; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || dots === 3) return -1;
-      value = value * 256 + octet;
-      dots++;
-      octet = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && octet === 0) return -1;
-      octet = octet * 10 + (c - 48);
-      if (++digits > 3 || octet > 255) return -1;
-    } else break;
-  }
-  if (dots !== 3 || digits === 0) return -1;
-  value = value * 256 + octet;
+  while (i < e && text.charCodeAt(i) !== 47) i++;
+  const value = parseIPv4(text, s, i);
+  if (value < 0) return -1;
   let len = 32;
   if (i < e) {
     if (text.charCodeAt(i) !== 47 || e - i < 2 || e - i > 3) return -1;
