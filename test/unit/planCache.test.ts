@@ -2,7 +2,9 @@
 // and table are unchanged is reused without compiling; any change in the kernel, the
 // profile or the facts means a full compile and the same result as without the cache.
 import test from 'ava';
-import { CompileMemo } from '../../src/reconcile/planCache.js';
+import { CompileMemo, fingerprintMeanwhile, unitFingerprint } from '../../src/reconcile/planCache.js';
+import { routesFingerprint } from '../../src/plan/diff.js';
+import type { Unit } from '../../src/compile/desired.js';
 import { applyCommand, computePlan } from '../../src/reconcile/reconcile.js';
 import { MemoryStateStore } from '../../src/state/owned.js';
 import { EXAMPLE_TOML, fakeHost, profile } from '../helpers/unit.js';
@@ -80,4 +82,12 @@ test('the in-memory compile memo (watcher): a deleted rule is repaired from the 
   const withMemo = await computePlan(k, state, [p], { kind: 'apply' }, { memo });
   const without = await computePlan(k, state, [p], { kind: 'apply' });
   t.deepEqual(withMemo.plan, without.plan);
+});
+
+test('fingerprints hashed in slices meanwhile equal the ones hashed at once (what rememberPlans stores)', async (t) => {
+  const routes = Array.from({ length: 10_000 }, (_, i) => ({ family: 4 as const, table: 10086, type: 'throw' as const, dst: `${60 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/24`, metric: 0, protocol: 87 }));
+  const unit = { profile: { name: 'big' }, family: 4, status: 'active', mode: 'rule', rules: [], routes, notes: [] } as unknown as Unit;
+  await fingerprintMeanwhile([unit], 3000);
+  t.deepEqual(unitFingerprint(routes), routesFingerprint(routes));
+  t.is(unitFingerprint(routes).n, 10_000);
 });
