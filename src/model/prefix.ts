@@ -304,21 +304,11 @@ export function aggregate(prefixes: readonly Prefix[]): Prefix[] {
   return out;
 }
 
-/**
- * Sort one family's prefixes by address, then length. IPv4 goes through plain numbers
- * (address * 64 + length): comparing 100k BigInts in a sort callback was most of the cost
- * of compiling a country list. Already sorted input (list files usually are) costs one pass.
- */
+/** Sort one family's prefixes by address, then length (IPv4 lists go through aggregateKeys4). Already sorted input costs one pass. */
 export function sortPrefixes(list: Prefix[]): Prefix[] {
   let sorted = true;
   for (let i = 1; i < list.length && sorted; i++) if (comparePrefix(list[i - 1], list[i]) > 0) sorted = false;
-  if (sorted) return list;
-  if (list.length && list[0].family === 4) {
-    const keyed = list.map((p) => ({ k: Number(p.addr) * 64 + p.len, p }));
-    keyed.sort((a, b) => a.k - b.k);
-    return keyed.map((x) => x.p);
-  }
-  return list.sort(comparePrefix);
+  return sorted ? list : list.sort(comparePrefix);
 }
 
 export function prefixKey(p: Prefix): string {
