@@ -84,38 +84,49 @@ for (const loUp of [true, false]) test.serial(`a namespace that reuses a deleted
   const conf = mkdtempSync(path.join(tmpdir(), 'wgsplit-conf-h8b-'));
   writeFileSync(path.join(conf, 'split.toml'), PROFILE, { mode: 0o644 });
   try {
-    // Namespace A: up, then down. The record now says h8b0 is stopped.
-    const inoA = await addNs(A);
-    const wgA = await wgUp(A, loUp);
-    let r = await wgsplit(A, stateDir, conf, ['up', WG]);
-    t.is(r.code, 0, r.stderr);
-    t.regex(await ourRules(A), /lookup 10086/);
-    r = await wgsplit(A, stateDir, conf, ['down', WG]);
-    t.is(r.code, 0, r.stderr);
-    t.is(await ourRules(A), '');
-    const file = path.join(stateDir, `owned-${inoA}.json`);
-    const recA = JSON.parse(readFileSync(file, 'utf8'));
-    t.deepEqual(recA.stopped, [WG]);
-    t.regex(recA.namespace, new RegExp(` netns ${inoA} ${loUp ? 'lo' : 'tag'} [1-9]\\d*$`));
-    if (!loUp) t.is((await sh(['ip', 'netns', 'exec', A, 'cat', '/proc/sys/net/ipv4/conf/lo/tag'])).stdout.trim(), recA.namespace.split(' ').pop());
-    await stop(wgA);
-    await delNs(A);
-
-    // Namespace B gets A's inode number: hold every other number the kernel offers first.
+    // Another test creating namespaces meanwhile (ava runs two files at once) can take A's
+    // inode number first: then the whole scenario starts again with a new A.
     let b: string | undefined;
-    const holders: string[] = [];
-    for (let i = 0; i < 300 && !b; i++) {
-      const name = `h8b-n${loUp ? 'u' : 'd'}${i}`;
-      const ino = await addNs(name);
-      if (ino === inoA) b = name;
-      else {
-        holders.push(name);
-        await new Promise((res) => setTimeout(res, 5)); // A's teardown is asynchronous
+    let inoA = 0;
+    let file = '';
+    let recA: ReturnType<typeof JSON.parse> = {};
+    let r: Awaited<ReturnType<typeof wgsplit>>;
+    for (let attempt = 0; attempt < 4 && !b; attempt++) {
+      const nameA = `${A}${attempt}`;
+      // A failed attempt's record is of a namespace that is gone: only this A's may be there.
+      for (const f of readdirSync(stateDir)) if (f.startsWith('owned-')) rmSync(path.join(stateDir, f));
+      // Namespace A: up, then down. The record now says h8b0 is stopped.
+      inoA = await addNs(nameA);
+      const wgA = await wgUp(nameA, loUp);
+      r = await wgsplit(nameA, stateDir, conf, ['up', WG]);
+      t.is(r.code, 0, r.stderr);
+      t.regex(await ourRules(nameA), /lookup 10086/);
+      r = await wgsplit(nameA, stateDir, conf, ['down', WG]);
+      t.is(r.code, 0, r.stderr);
+      t.is(await ourRules(nameA), '');
+      file = path.join(stateDir, `owned-${inoA}.json`);
+      recA = JSON.parse(readFileSync(file, 'utf8'));
+      t.deepEqual(recA.stopped, [WG]);
+      t.regex(recA.namespace, new RegExp(` netns ${inoA} ${loUp ? 'lo' : 'tag'} [1-9]\\d*$`));
+      if (!loUp) t.is((await sh(['ip', 'netns', 'exec', nameA, 'cat', '/proc/sys/net/ipv4/conf/lo/tag'])).stdout.trim(), recA.namespace.split(' ').pop());
+      await stop(wgA);
+      await delNs(nameA);
+
+      // Namespace B gets A's inode number: hold every other number the kernel offers first.
+      const holders: string[] = [];
+      for (let i = 0; i < 300 && !b; i++) {
+        const name = `h8b-n${loUp ? 'u' : 'd'}${attempt}-${i}`;
+        const ino = await addNs(name);
+        if (ino === inoA) b = name;
+        else {
+          holders.push(name);
+          await new Promise((res) => setTimeout(res, 5)); // A's teardown is asynchronous
+        }
       }
+      for (const h of holders) await delNs(h);
     }
-    for (const h of holders) await delNs(h);
     if (!b) {
-      t.fail(`no new namespace got inode ${inoA} in 300 tries (another program creating namespaces?)`);
+      t.fail(`in 4 attempts, no new namespace got A's inode within 300 tries (another program creating namespaces?)`);
       return;
     }
     t.is(statSync(`/run/netns/${b}`).ino, inoA);
