@@ -28,7 +28,8 @@
 import { BLOCK_METRIC, PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
 import { ruleSelectors } from '../model/selector.js';
 import { parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
-import type { PrefixList } from '../model/prefixList.js';
+import { PrefixList } from '../model/prefixList.js';
+import { splitThrows, throwSetKey, type ThrowSet } from '../model/throwSet.js';
 import { destinations } from './destinations.js';
 import type { RouteSpec } from '../model/route.js';
 import type { RuleSpec } from '../model/rule.js';
@@ -65,6 +66,8 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
     else if (p.proxy) compileProxyProfile(p, f, out);
     else compileProfile(p, f, out);
   }
+  // The few throws compiled as single routes (gateway and proxy units) join their sets.
+  for (const u of out.units) packThrows(u);
   // Explicit fwmark profiles are checked for distinct marks when loaded; auto profiles only
   // turn out to be fwmark here, on a kernel without the rule selectors.
   const markOwner = new Map<number, string>();
@@ -83,6 +86,20 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   out.domainFeeds = mergeFeeds(out.units);
   out.sysctls = [...(rpFilterNeeds(out, f) ?? []), ...bridgeNfNeeds(out)];
   return out;
+}
+
+/** Move a unit's throws out of `routes` into `throws` (model/throwSet.ts's rule). */
+function packThrows(u: Unit): void {
+  if (!u.routes.some((r) => r.type === 'throw')) return;
+  const split = splitThrows(u.routes);
+  const throws = [...(u.throws ?? [])];
+  for (const s of split.throws) {
+    const i = throws.findIndex((t) => throwSetKey(t) === throwSetKey(s));
+    if (i < 0) throws.push(s);
+    else throws[i] = { ...s, dsts: PrefixList.of(s.family, [[...Array.from({ length: s.dsts.size }, (_, k) => s.dsts.prefix(k)), ...Array.from({ length: throws[i].dsts.size }, (_, k) => throws[i].dsts.prefix(k))]]) };
+  }
+  u.routes = split.routes;
+  u.throws = throws;
 }
 
 /**
@@ -197,14 +214,14 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
       if (r.ok && r.prefix.family === family && r.prefix.len > 0) extra.push(r.prefix);
     }
   }
-  const { includes, excludes: throws } = destinations(p, family, extra);
+  const { includes, excludes } = destinations(p, family, extra);
   // Throws outside every include do nothing.
-  const usefulThrows = throws.within(includes);
+  const usefulThrows = excludes.within(includes);
 
   const gw = gatewaySelection(p.from, family);
   if (gw) notes.push(...gatewayNotes(p, gw));
   if (mode === 'fwmark') {
-    const u = fwmarkUnit(p, iface, family, status, includes, throws, notes, f, gw);
+    const u = fwmarkUnit(p, iface, family, status, includes, excludes, notes, f, gw);
     if (gw) u.routes.push(...connectedThrows(p, family, connected));
     return u;
   }
@@ -215,9 +232,8 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
     if (status === 'active') routes.push({ family, table: p.table, type: 'unicast', dst, metric, protocol: PROTOCOL_TAG, dev: p.interface, src });
     if (p.onDown === 'block') routes.push({ family, table: p.table, type: 'unreachable', dst, metric: BLOCK_METRIC, protocol: PROTOCOL_TAG });
   }
-  // Sized once: 100k pushes grew and copied the array again and again.
-  const throwRoutes = new Array<RouteSpec>(usefulThrows.size);
-  for (let i = 0; i < throwRoutes.length; i++) throwRoutes[i] = { family, table: p.table, type: 'throw', dst: usefulThrows.text(i), metric, protocol: PROTOCOL_TAG };
+  // Packed, as the list file was (model/throwSet.ts).
+  const throws: ThrowSet[] = usefulThrows.size ? [{ family, table: p.table, metric, protocol: PROTOCOL_TAG, dsts: usefulThrows }] : [];
 
   const rules: RuleSpec[] = [];
   if (includes.size === 0) {
@@ -249,7 +265,7 @@ function compileUnit(p: Profile, iface: InterfaceFacts, family: Family, f: Facts
   // Gateway mode: marked forwarded packets go to T, whose routes decide the destination.
   if (gw && includes.size) rules.push(markRule(p, family));
   const nft = gw ? gatewayObjects({ ...gatewayInput(p, family, iface, gw), masquerade: p.masquerade }) : undefined;
-  return { profile: p, family, status, mode, rules, routes: routes.concat(throwRoutes), notes, ...(nft ? { nft } : {}) };
+  return { profile: p, family, status, mode, rules, routes, throws, notes, ...(nft ? { nft } : {}) };
 }
 
 /**

@@ -1,6 +1,7 @@
 /** The desired kernel state: per profile and family, the rules and routes it wants. */
 import type { Family } from '../model/prefix.js';
 import type { RouteSpec } from '../model/route.js';
+import type { ThrowSet } from '../model/throwSet.js';
 import type { RuleSpec } from '../model/rule.js';
 import type { Profile } from '../profile/types.js';
 import type { NftState } from '../model/nft.js';
@@ -24,12 +25,15 @@ export interface Unit {
   /** include_domains / exclude_domains: which of this unit's sets dnsmasq fills with which names */
   feeds?: DomainFeed[];
   rules: RuleSpec[];
+  /** every route but the throws */
   routes: RouteSpec[];
+  /** the throw routes, packed (model/throwSet.ts: never among `routes`) */
+  throws?: ThrowSet[];
   /** why this family is what it is, for status/explain */
   notes: string[];
   /**
    * Reused from the plan cache: the kernel already holds exactly what this unit wants, so
-   * `routes` and `rules` are the observed ones and diff skips the unit's table.
+   * `routes`, `throws` and `rules` are the observed ones and diff skips the unit's table.
    */
   cached?: boolean;
 }

@@ -21,6 +21,7 @@ import type { Profile } from '../profile/types.js';
 import { applyCommand, computePlan } from '../reconcile/reconcile.js';
 import { RouteCache } from '../reconcile/routeCache.js';
 import { CompileMemo, unitFingerprint } from '../reconcile/planCache.js';
+import { opSize } from '../plan/plan.js';
 import { renderMetrics, type WatcherStats } from '../metrics/prometheus.js';
 import { unitStats, type UnitStats } from '../metrics/stats.js';
 import { MetricsTextfile } from './metricsFile.js';
@@ -69,7 +70,7 @@ const ENDPOINT_POLL_MS = 1000;
  */
 function desiredKey(d: Desired): string {
   const units = d.units.map((x) => {
-    const f = unitFingerprint(x.routes);
+    const f = unitFingerprint(x);
     // Sorted: a unit from the plan cache holds its rules in the kernel's order.
     return `${x.profile.name}|${x.family}|${x.status}|${x.rules.map(ruleKey).sort().join(';')}|${f.n}:${f.sum}:${f.xor}`;
   });
@@ -247,8 +248,8 @@ export class Watcher {
       if (r.written) {
         const counts = new Map<string, number>();
         for (const o of r.plan.ops) {
-          const k = `${o.op === 'add' ? '+' : o.op === 'delete' ? '-' : '~'}${o.kind}`;
-          counts.set(k, (counts.get(k) ?? 0) + 1);
+          const k = `${o.op === 'add' ? '+' : o.op === 'delete' ? '-' : '~'}${o.kind === 'throws' ? 'route' : o.kind}`;
+          counts.set(k, (counts.get(k) ?? 0) + opSize(o));
         }
         const profiles = [...new Set(r.plan.ops.map((o) => o.profile ?? '(none)'))].join(',');
         this.o.log.info('converged', { changes: [...counts].map(([k, n]) => `${k.slice(0, 1)}${n} ${k.slice(1)}${n > 1 ? 's' : ''}`).join(', '), profiles, ...fields });

@@ -30,7 +30,8 @@ import { parseRuleComment } from '../model/nft.js';
 import type { Family } from '../model/prefix.js';
 import { routeSlot, type RouteSpec } from '../model/route.js';
 import type { Range, RuleSpec } from '../model/rule.js';
-import { isNftOp, type Op, type Plan } from '../plan/plan.js';
+import { expandOps, isNftOp, type Op, type Plan } from '../plan/plan.js';
+import { splitThrows } from '../model/throwSet.js';
 import type { NftOp } from '../plan/nftDiff.js';
 import { FakeNft } from './fakeNft.js';
 import { opText, routeText, ruleText } from '../plan/render.js';
@@ -172,7 +173,7 @@ export class FakeKernel implements KernelPort {
 
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
     this.observeCalls++;
-    const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
+    const obs: ObservedKernel = { rules: [], routes: [], throws: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = this.nft.observe();
     for (const r of this.rules) if (r.protocol === PROTOCOL_TAG) obs.rules.push({ ...r });
     // Like LinuxKernel: without the route dump, no connected networks or foreign routes either.
@@ -189,12 +190,17 @@ export class FakeKernel implements KernelPort {
         obs.foreignRoutes.set(r.table, list);
       }
     }
+    // Our throws packed, as LinuxKernel's dump returns them (model/throwSet.ts).
+    const split = splitThrows(obs.routes);
+    obs.routes = split.routes;
+    obs.throws = split.throws;
     return obs;
   }
 
   async apply(plan: Plan, onProgress?: (done: number, total: number) => void): Promise<void> {
     let done = 0;
-    const ops = plan.ops;
+    // A route at a time: a set of throws is applied as one route op per throw.
+    const ops = expandOps(plan.ops);
     for (let i = 0; i < ops.length; i++) {
       const o = ops[i];
       if (isNftOp(o)) {

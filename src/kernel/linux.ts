@@ -8,11 +8,12 @@ import { PROTOCOL_TAG } from '../model/constants.js';
 import type { Family } from '../model/prefix.js';
 import type { RouteSpec } from '../model/route.js';
 import type { InterfaceFacts } from '../compile/facts.js';
-import { isNftOp, type Op, type Plan } from '../plan/plan.js';
-import { opText } from '../plan/render.js';
+import { isNftOp, isRouteOp, opSize, planSize, type Op, type Plan } from '../plan/plan.js';
+import { opText, routeText } from '../plan/render.js';
+import { throwRoute, type ThrowSet } from '../model/throwSet.js';
 import { WgsplitError } from '../errors.js';
 import { Rtnl } from './netlink.js';
-import { encodeRoute, errnoName, RawRoutes, routeMessageMax, scattered } from './rawRoutes.js';
+import { encodeRoute, encodeThrow, errnoName, RawRoutes, routeMessageMax, scatteredOrder, THROW_MESSAGE_MAX } from './rawRoutes.js';
 import type { NftKernel } from './nft.js';
 import { stateFilePath } from '../state/owned.js';
 import type { NftOp } from '../plan/nftDiff.js';
@@ -96,7 +97,7 @@ export class LinuxKernel implements KernelPort {
   }
 
   async observe(opts: { nft?: boolean; routes?: boolean } = {}): Promise<ObservedKernel> {
-    const obs: ObservedKernel = { rules: [], routes: [], foreignRoutes: new Map(), connected: [] };
+    const obs: ObservedKernel = { rules: [], routes: [], throws: [], foreignRoutes: new Map(), connected: [] };
     if (opts.nft) obs.nft = await (await this.nftKernel()).observe();
     // The observe right after interfaceFacts (computePlan's) reuses its link dump; every
     // later one (the read-back after writing, the next watcher run) dumps them again.
@@ -106,8 +107,10 @@ export class LinuxKernel implements KernelPort {
       for (const r of await this.nl.rules(family)) if (r.protocol === PROTOCOL_TAG) obs.rules.push(r);
       if (opts.routes === false) continue;
       const ours: RouteSpec[] = [];
-      const others = await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i), ours);
+      const throws: ThrowSet[] = [];
+      const others = await this.raw.dump(family, PROTOCOL_TAG, (i) => this.ifname.get(i), ours, throws);
       for (const r of ours) if (r.table !== 255) obs.routes.push(r);
+      for (const s of throws) if (s.table !== 255) obs.throws!.push(s);
       for (const d of others) {
         if (d.table === 255) continue; // local: the kernel's alone
         if (d.table === 254) {
@@ -135,6 +138,8 @@ export class LinuxKernel implements KernelPort {
     const nftOps = plan.ops.some(isNftOp);
     if (nftOps) (await this.nftKernel()).binary();
     // Phases must stay in order (see plan/diff.ts); inside a phase requests are independent.
+    // Progress counts routes: a set of throws is one op but many routes.
+    const total = planSize(plan.ops);
     let done = 0;
     for (const phase of phases(plan.ops)) {
       if (phase[0].kind === 'sysctl') {
@@ -152,62 +157,86 @@ export class LinuxKernel implements KernelPort {
       if (isNftOp(phase[0])) {
         await (await this.nftKernel()).apply(phase as NftOp[]);
         done += phase.length;
-        onProgress?.(done, plan.ops.length);
+        onProgress?.(done, total);
         continue;
       }
-      if (phase[0].kind === 'route') {
-        const batch = this.routeBatch(phase as RouteOp[], (n) => onProgress?.(done + n, plan.ops.length));
+      if (isRouteOp(phase[0])) {
+        const n = planSize(phase);
+        const batch = this.routeBatch(phase as RouteOp[], (k) => onProgress?.(done + k, total));
         // Once the routes are on their way, nft can start for a later phase (nft.ts prestartNft).
-        if (nftOps && phase.length >= 1000) setImmediate(() => !this.closed && void import('./nft.js').then((m) => !this.closed && m.prestartNft()));
+        if (nftOps && n >= 1000) setImmediate(() => !this.closed && void import('./nft.js').then((m) => !this.closed && m.prestartNft()));
         await batch;
-        done += phase.length;
+        done += n;
         continue;
       }
       for (let i = 0; i < phase.length; i += IN_FLIGHT) {
         await Promise.all(phase.slice(i, i + IN_FLIGHT).map((o) => this.execute(o)));
         done += Math.min(IN_FLIGHT, phase.length - i);
-        onProgress?.(done, plan.ops.length);
+        onProgress?.(done, total);
       }
     }
   }
 
   /**
-   * Routes go out pre-encoded, many per sendmsg. Tolerated, because another writer (the
-   * watcher and wg-quick's PostUp) may have got there first: EEXIST on add (retried as a
-   * replace, which writes exactly our route) and ESRCH/ENOENT on delete (already gone).
+   * Routes go out pre-encoded, many per sendmsg, a set of throws straight from its packed
+   * destinations (no object per route). Tolerated, because another writer (the watcher and
+   * wg-quick's PostUp) may have got there first: EEXIST on add (retried as a replace, which
+   * writes exactly our route) and ESRCH/ENOENT on delete (already gone).
    */
   private async routeBatch(ops: RouteOp[], progress: (n: number) => void): Promise<void> {
     const lookup = (name: string) => this.ifindex.get(name);
     // Messages are encoded while sending (rawRoutes.executeEncoded); the only request that
     // cannot be encoded, a route via a missing device, is refused before anything is sent.
     for (const o of ops) {
-      if (o.op !== 'delete' && o.route.type === 'unicast' && o.route.dev !== undefined && lookup(o.route.dev) === undefined) {
+      if (o.kind === 'route' && o.op !== 'delete' && o.route.type === 'unicast' && o.route.dev !== undefined && lookup(o.route.dev) === undefined) {
         throw new WgsplitError('NO_INTERFACE', `${o.op} ${opText(o)}: interface ${o.route.dev} does not exist`);
       }
     }
-    const send = (list: RouteOp[], op?: 'replace', onProgress?: (n: number) => void) =>
-      this.raw.executeEncoded(
-        list.length,
-        (i, out, off) => encodeRoute(op ?? list[i].op, list[i].route, lookup, out, off),
-        (i) => routeMessageMax(list[i].route),
-        128,
-        onProgress,
-      );
-    const order = scattered(ops);
+    // Item k of the phase is route k - start[j] of op j, for start[j] <= k < start[j + 1].
+    const start = new Float64Array(ops.length + 1);
+    for (let j = 0; j < ops.length; j++) start[j + 1] = start[j] + opSize(ops[j]);
+    const opOf = (k: number) => {
+      let lo = 0;
+      let hi = ops.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (start[mid] <= k) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    const encode = (k: number, verb: 'replace' | undefined, out: Buffer, off: number) => {
+      const j = opOf(k);
+      const o = ops[j];
+      return o.kind === 'route' ? encodeRoute(verb ?? o.op, o.route, lookup, out, off) : encodeThrow(verb ?? o.op, o.set, k - start[j], out, off);
+    };
+    const maxSize = (k: number) => {
+      const o = ops[opOf(k)];
+      return o.kind === 'route' ? routeMessageMax(o.route) : THROW_MESSAGE_MAX[o.set.family];
+    };
+    const text = (k: number) => {
+      const j = opOf(k);
+      const o = ops[j];
+      return { op: o.op, text: o.kind === 'route' ? opText(o) : `route ${routeText(throwRoute(o.set, k - start[j]))}` };
+    };
+    const send = (items: Uint32Array, verb?: 'replace', onProgress?: (n: number) => void) =>
+      this.raw.executeEncoded(items.length, (i, out, off) => encode(items[i], verb, out, off), (i) => maxSize(items[i]), 128, onProgress);
+    const order = scatteredOrder(start[ops.length]);
     const errs = await send(order, undefined, progress);
-    const retry: RouteOp[] = [];
+    const retry: number[] = [];
     errs.forEach((errno, i) => {
       if (errno === 0) return;
-      const o = order[i];
+      const k = order[i];
+      const { op, text: what } = text(k);
       const name = errnoName(errno);
-      if (o.op === 'add' && name === 'EEXIST') retry.push(o);
-      else if (o.op === 'delete' && (name === 'ESRCH' || name === 'ENOENT')) return;
-      else throw new WgsplitError(name === 'ENODEV' ? 'NO_INTERFACE' : 'KERNEL', `${o.op} ${opText(o)}: ${name}`);
+      if (op === 'add' && name === 'EEXIST') retry.push(k);
+      else if (op === 'delete' && (name === 'ESRCH' || name === 'ENOENT')) return;
+      else throw new WgsplitError(name === 'ENODEV' ? 'NO_INTERFACE' : 'KERNEL', `${op} ${what}: ${name}`);
     });
     if (retry.length) {
-      const again = await send(retry, 'replace');
+      const again = await send(Uint32Array.from(retry), 'replace');
       again.forEach((errno, i) => {
-        if (errno) throw new WgsplitError('KERNEL', `replace ${opText(retry[i])}: ${errnoName(errno)}`);
+        if (errno) throw new WgsplitError('KERNEL', `replace ${text(retry[i]).text}: ${errnoName(errno)}`);
       });
     }
   }
@@ -265,16 +294,18 @@ export class LinuxKernel implements KernelPort {
   }
 }
 
-type RouteOp = Extract<Op, { kind: 'route' }>;
+type RouteOp = Extract<Op, { kind: 'route' | 'throws' }>;
 
-const DEL_PHASE: Record<string, string> = { route: 'route-', rule: 'rule-', sysctl: 'sysctl-' };
+// A set of throws is in the same phase as single routes: they are routes.
+const DEL_PHASE: Record<string, string> = { route: 'route-', throws: 'route-', rule: 'rule-', sysctl: 'sysctl-' };
+const PUT_PHASE: Record<string, string> = { route: 'route', throws: 'route' };
 
 function phases(ops: Op[]): Op[][] {
   const out: Op[][] = [];
   let key = '';
   for (const o of ops) {
     // nft operations in a row are one transaction, whatever their kind.
-    const k = isNftOp(o) ? 'nft' : o.op === 'delete' ? DEL_PHASE[o.kind] : o.kind; // no string per op (100k routes)
+    const k = isNftOp(o) ? 'nft' : o.op === 'delete' ? DEL_PHASE[o.kind] : PUT_PHASE[o.kind] ?? o.kind; // no string per op (100k routes)
     if (k !== key) {
       out.push([]);
       key = k;

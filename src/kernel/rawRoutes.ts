@@ -9,7 +9,9 @@
  * The package's RawNetlinkSocket is used only as a transport (socket, send, receive).
  */
 import netlink from 'netlink';
-import { formatAddress, type Family } from '../model/prefix.js';
+import { formatAddress, type Family, type Prefix } from '../model/prefix.js';
+import { PrefixList } from '../model/prefixList.js';
+import type { ThrowSet } from '../model/throwSet.js';
 import type { RouteSpec, RouteType } from '../model/route.js';
 import { WgsplitError } from '../errors.js';
 import { SendThread } from './sendThread.js';
@@ -38,6 +40,7 @@ const RTA_TABLE = 15;
 const AF: Record<Family, number> = { 4: 2, 6: 10 };
 const TYPE_NUM: Record<RouteType, number> = { unicast: 1, local: 2, unreachable: 7, throw: 9 };
 const TYPE_OF: Record<number, RouteType> = { 1: 'unicast', 2: 'local', 7: 'unreachable', 9: 'throw' };
+const RTN_THROW = 9;
 const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_LINK = 253;
 const RT_SCOPE_HOST = 254;
@@ -99,8 +102,15 @@ export class RawRoutes {
   private dumpSink?: { seq: number; onMsg: (b: Buffer, off: number, len: number) => void; done: () => void; fail: (e: Error) => void };
 
   constructor() {
-    this.sock = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: 16 << 20, sendBufferSize: 4 << 20 } as never);
+    // No peeking: the package's default peeks at each datagram (a 1-byte MSG_PEEK, then a
+    // read of its size), and the kernel sizes a dump's datagrams by the largest read it has
+    // seen (netlink_recvmsg, max_recvmsg_len, at most 32 KiB): 3.7 KiB with peeking, so a
+    // 100k-route dump came as ~1200 datagrams and twice as many syscalls instead of ~140.
+    // 64 KiB is more than any message the kernel sends this socket.
+    this.sock = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: 16 << 20, sendBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 65536 } as never);
     this.sock.on('message', (buf: Buffer) => this.receive(buf));
+    // Cannot happen with a buffer above the kernel's datagram size; if it did, a dump would be short.
+    this.sock.on('truncatedMessage', () => this.dumpSink?.fail(new Error('dump failed: a datagram was truncated')));
     this.sock.unref();
   }
 
@@ -132,12 +142,12 @@ export class RawRoutes {
   }
 
   /**
-   * Dump one family's routes. Routes carrying `tag` that we could have made go into `ours`
-   * as specs (nothing else is built for them: at 100k routes, one object less per route
-   * is a tenth of a no-op re-apply); other tagged routes are dropped; the rest are returned
-   * minimal.
+   * Dump one family's routes. Routes carrying `tag` that we could have made go into `ours`:
+   * throws packed into `throws` (model/throwSet.ts: a number per IPv4 route, no text, no
+   * object; at 100k routes the text and objects were most of a no-op re-apply), the rest as
+   * specs. Other tagged routes are dropped; the rest are returned minimal.
    */
-  dump(family: Family, tag: number, ifname: (index: number) => string | undefined, ours: RouteSpec[] = []): Promise<RawRoute[]> {
+  dump(family: Family, tag: number, ifname: (index: number) => string | undefined, ours: RouteSpec[] = [], throws: ThrowSet[] = []): Promise<RawRoute[]> {
     const seq = this.seq++;
     const req = Buffer.alloc(16 + 12);
     req.writeUInt32LE(req.length, 0);
@@ -146,13 +156,18 @@ export class RawRoutes {
     req.writeUInt32LE(seq, 8);
     req[16] = AF[family];
     const out: RawRoute[] = [];
+    // Throws by table and metric: IPv4 as key4 numbers in a growing typed array.
+    type Group = { table: number; metric: number; keys: Float64Array; n: number; v6: Prefix[] };
+    const packed = new Map<string, Group>();
+    let last: Group | undefined;
     return new Promise((resolve, reject) => {
       this.sock.ref();
       const finish = (e?: Error) => {
         this.dumpSink = undefined;
         this.sock.unref();
-        if (e) reject(e);
-        else resolve(out);
+        if (e) return reject(e);
+        for (const g of packed.values()) throws.push({ family, table: g.table, metric: g.metric, protocol: tag, dsts: PrefixList.distinct(family, g.keys.subarray(0, g.n), g.v6) });
+        resolve(out);
       };
       this.dumpSink = {
         seq,
@@ -168,6 +183,7 @@ export class RawRoutes {
           const scope = b[r + 6];
           const type = b[r + 7];
           let dst: string | undefined;
+          let dstAt = -1;
           let oif: number | undefined;
           let metric = 0;
           let prefsrc: string | undefined;
@@ -180,13 +196,38 @@ export class RawRoutes {
             if (alen < 4) break;
             const d = a + 4;
             if (atype === RTA_TABLE) table = b.readUInt32LE(d);
-            else if (atype === RTA_DST) dst = addrText(family, b, d);
+            else if (atype === RTA_DST) dstAt = d;
             else if (atype === RTA_OIF) oif = b.readUInt32LE(d);
             else if (atype === RTA_PRIORITY) metric = b.readUInt32LE(d);
             else if (atype === RTA_GATEWAY || atype === RTA_MULTIPATH) gateway = true;
             else if (atype === RTA_PREFSRC && protocol === tag) prefsrc = addrText(family, b, d);
             a += (alen + 3) & ~3;
           }
+          if (protocol === tag && type === RTN_THROW && !gateway && srcLen === 0) {
+            // A number per route here; the text and object it replaces cost several times that.
+            let g = last;
+            if (!g || g.table !== table || g.metric !== metric) {
+              const gk = `${table}|${metric}`;
+              g = packed.get(gk);
+              if (!g) packed.set(gk, (g = { table, metric, keys: new Float64Array(1024), n: 0, v6: [] }));
+              last = g;
+            }
+            if (family === 4) {
+              if (g.n === g.keys.length) {
+                const grown = new Float64Array(g.keys.length * 4);
+                grown.set(g.keys);
+                g.keys = grown;
+              }
+              const a = dstAt < 0 ? 0 : b[dstAt] * 16777216 + ((b[dstAt + 1] << 16) | (b[dstAt + 2] << 8) | b[dstAt + 3]);
+              g.keys[g.n++] = a * 64 + dstLen;
+            } else {
+              let v = 0n;
+              if (dstAt >= 0) for (let i = 0; i < 16; i++) v = (v << 8n) | BigInt(b[dstAt + i]);
+              g.v6.push({ family: 6, addr: v, len: dstLen });
+            }
+            return;
+          }
+          if (dstAt >= 0) dst = addrText(family, b, dstAt);
           const dstText = `${dst ?? (family === 4 ? '0.0.0.0' : '::')}/${dstLen}`;
           if (protocol === tag) {
             const t = TYPE_OF[type];
@@ -354,19 +395,22 @@ const THREAD_MIN = 8192;
 const THREAD_WINDOW = 32;
 
 /**
- * The same items in bit-reversal order (index i's bits reversed, skipping those past the
- * end): neighbours in the sorted list go to the kernel far apart. Inside one phase route
- * requests are independent, and the IPv4 FIB takes them faster scattered: 100k sorted /24
- * throws took 440-465 ms of kernel time here, the same in bit-reversal order 316-339 ms
- * (random order 345-351 ms), presumably as the LC-trie (fib_trie.c) resizes the node it
- * keeps growing less often.
+ * 0..n-1 in bit-reversal order (index i's bits reversed, skipping those past the end): the
+ * order in which a phase's routes, sorted, go to the kernel, so that neighbours go far
+ * apart. Inside one phase route requests are independent, and the IPv4 FIB takes them
+ * faster scattered: 100k sorted /24 throws took 440-465 ms of kernel time here, the same in
+ * bit-reversal order 316-339 ms (random order 345-351 ms), presumably as the LC-trie
+ * (fib_trie.c) resizes the node it keeps growing less often.
  */
-export function scattered<T>(items: readonly T[]): T[] {
-  const n = items.length;
-  if (n < 4) return [...items];
+export function scatteredOrder(n: number): Uint32Array {
+  const out = new Uint32Array(n);
+  if (n < 4) {
+    for (let i = 0; i < n; i++) out[i] = i;
+    return out;
+  }
   let bits = 0;
   while (2 ** bits < n) bits++;
-  const out: T[] = [];
+  let k = 0;
   for (let i = 0; i < 2 ** bits; i++) {
     let r: number;
     if (bits <= 24) r = ((REV8[i & 255] << 16) | (REV8[(i >> 8) & 255] << 8) | REV8[(i >> 16) & 255]) >>> (24 - bits);
@@ -374,7 +418,7 @@ export function scattered<T>(items: readonly T[]): T[] {
       r = 0;
       for (let b = 0, x = i; b < bits; b++, x = Math.floor(x / 2)) r = r * 2 + (x % 2);
     }
-    if (r < n) out.push(items[r]);
+    if (r < n) out[k++] = r;
   }
   return out;
 }
@@ -458,6 +502,74 @@ export function encodeRoute(op: RouteOp, r: RouteSpec, ifindex: (name: string) =
       putAddr(r.family, r.src, b, o);
       o += alen;
     }
+  }
+  const len = o - off;
+  b[off] = len & 0xff;
+  b[off + 1] = len >> 8;
+  return o;
+}
+
+/** An upper bound of encodeThrow's length. */
+export const THROW_MESSAGE_MAX: Record<Family, number> = { 4: 16 + 12 + 8 + 8 + 8, 6: 16 + 12 + 20 + 8 + 8 };
+
+/**
+ * Encode throw route i of a set (model/throwSet.ts) into `b` at `off`, straight from its
+ * packed destination: the same message encodeRoute writes for that route as a RouteSpec.
+ */
+export function encodeThrow(op: RouteOp, s: ThrowSet, i: number, b: Buffer, off: number): number {
+  let dstLen: number;
+  let addr4 = 0;
+  let addr6 = 0n;
+  if (s.family === 4) {
+    const k = s.dsts.key(i);
+    dstLen = k % 64;
+    addr4 = (k - dstLen) / 64;
+  } else {
+    const p = s.dsts.prefix(i);
+    dstLen = p.len;
+    addr6 = p.addr;
+  }
+  b.fill(0, off, off + 28);
+  b[off + 4] = op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE;
+  const flags = F_REQUEST | F_ACK | (op === 'delete' ? 0 : F_CREATE | (op === 'replace' ? F_REPLACE : F_EXCL));
+  b[off + 6] = flags & 0xff;
+  b[off + 7] = flags >> 8;
+  const h = off + 16;
+  b[h] = AF[s.family];
+  b[h + 1] = dstLen;
+  b[h + 4] = s.table < 256 ? s.table : 0;
+  b[h + 5] = s.protocol;
+  b[h + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : RT_SCOPE_UNIVERSE;
+  b[h + 7] = TYPE_NUM.throw;
+  let o = h + 12;
+  if (dstLen > 0 || s.family === 6) {
+    const alen = s.family === 4 ? 4 : 16;
+    b[o] = 4 + alen;
+    b[o + 1] = 0;
+    b[o + 2] = RTA_DST;
+    b[o + 3] = 0;
+    o += 4;
+    if (s.family === 4) {
+      b[o] = addr4 >>> 24;
+      b[o + 1] = (addr4 >>> 16) & 255;
+      b[o + 2] = (addr4 >>> 8) & 255;
+      b[o + 3] = addr4 & 255;
+    } else for (let k = 15; k >= 0; k--, addr6 >>= 8n) b[o + k] = Number(addr6 & 255n);
+    o += alen;
+  }
+  for (const [type, v] of [
+    [RTA_TABLE, s.table],
+    [RTA_PRIORITY, s.metric],
+  ]) {
+    b[o] = 8;
+    b[o + 1] = 0;
+    b[o + 2] = type;
+    b[o + 3] = 0;
+    b[o + 4] = v & 0xff;
+    b[o + 5] = (v >>> 8) & 0xff;
+    b[o + 6] = (v >>> 16) & 0xff;
+    b[o + 7] = v >>> 24;
+    o += 8;
   }
   const len = o - off;
   b[off] = len & 0xff;

@@ -7,7 +7,7 @@
 import { counterKey, DIRECTIONS, type Direction } from '../compile/counters.js';
 import type { Unit } from '../compile/desired.js';
 import type { Family } from '../model/prefix.js';
-import { isNftOp, opFamily, opTable, type Op } from '../plan/plan.js';
+import { isNftOp, opFamily, opSize, opTable, type Op } from '../plan/plan.js';
 import type { Counter } from '../kernel/nftCounters.js';
 
 export interface UnitStats {
@@ -37,7 +37,7 @@ export function unitDrift(u: Pick<Unit, 'profile' | 'family'>, ops: Op[]): numbe
   for (const o of ops) {
     if (isNftOp(o)) {
       if (o.profile === u.profile.name && nftOpFamily(o) === u.family) n++;
-    } else if (o.kind !== 'sysctl' && opFamily(o) === u.family && opTable(o) === u.profile.table) n++;
+    } else if (o.kind !== 'sysctl' && opFamily(o) === u.family && opTable(o) === u.profile.table) n += opSize(o);
   }
   return n;
 }

@@ -11,16 +11,26 @@
  *   4. routes deleted (no rule points at a table being emptied any more).
  * Only objects carrying our protocol tag are ever observed, and of those only objects in
  * `scope` tables are deleted: `up wg0` never touches another interface's profiles.
+ *
+ * Throw routes come in sets (model/throwSet.ts) and are compared as sorted lists, in one
+ * pass, into one op per set: what a table lacks, what it has too much. A slot (table,
+ * metric, destination) can change between a throw and another type; that is one `replace`
+ * of a single route, as for any other change of type, never a delete and an add.
  */
 import type { Desired } from '../compile/desired.js';
 import type { RouteSpec } from '../model/route.js';
+import { parsePrefix, type Prefix } from '../model/prefix.js';
+import type { PrefixList } from '../model/prefixList.js';
+import { prefixListOf, throwHash, throwRoute, throwSetKey, type ThrowSet } from '../model/throwSet.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import type { Op, Plan } from './plan.js';
 import { diffNft, type ObservedNft } from './nftDiff.js';
 
 export interface Observed {
   rules: RuleSpec[]; // ours only (protocol tag)
-  routes: RouteSpec[]; // ours only
+  routes: RouteSpec[]; // ours only, throws aside
+  /** our throw routes, packed (model/throwSet.ts) */
+  throws?: ThrowSet[];
   /** our nftables table as objects: undefined when not looked at (no profile uses nft, none installed) */
   nft?: ObservedNft;
   /** current values of the sysctls desired or changed by us (path -> value) */
@@ -69,6 +79,46 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>, o
   const routeDels: Op[] = [];
   const ruleAdds: Op[] = [];
   const ruleDels: Op[] = [];
+  // Throw sets by key, both sides; slots of one side's sets that the other side holds as a
+  // single route of another type (replaced as single routes, left out of the sets' ops).
+  const wantThrows = new Map<string, ThrowSet>();
+  const haveThrows = new Map<string, ThrowSet>();
+  if (routes) {
+    for (const u of active) if (!u.cached) for (const s of u.throws ?? []) wantThrows.set(throwSetKey(s), s);
+    for (const s of observed.throws ?? []) if (!cachedTables.size || !cachedTables.has(s.table * 8 + s.family)) haveThrows.set(throwSetKey(s), s);
+  }
+  const takenFromHave = new Map<string, Prefix[]>(); // observed throws a wanted single route replaces
+  const heldByHave = new Map<string, { prefix: Prefix; route: RouteSpec }[]>(); // wanted throws whose slot an observed single route holds
+  const throwHolding = (sets: Iterable<ThrowSet>, r: RouteSpec): { key: string; prefix: Prefix; set: ThrowSet } | undefined => {
+    let prefix: Prefix | undefined;
+    for (const s of sets) {
+      if (s.family !== r.family || s.table !== r.table || s.metric !== r.metric) continue;
+      if (!prefix) {
+        const p = parsePrefix(r.dst);
+        if (!p.ok) return undefined;
+        prefix = p.prefix;
+      }
+      if (s.dsts.has(prefix)) return { key: throwSetKey(s), prefix, set: s };
+    }
+    return undefined;
+  };
+  const note = <T>(m: Map<string, T[]>, k: string, v: T) => (m.get(k) ?? m.set(k, []).get(k)!).push(v);
+  // Observed single routes no wanted single route keeps: deleted, unless a wanted throw
+  // takes their slot (then the throw replaces them, below).
+  const unwanted: RouteSpec[] = [];
+  for (const [, h] of have.list) {
+    const w = want.get(h.routes[0]);
+    const st = w && state.get(w);
+    if (st === 'equal') continue;
+    const wanted = w ? new Set(w.routes.map((r) => r.dst)) : undefined;
+    for (const r of h.routes) {
+      if (wanted?.has(r.dst) || !inScope(r.family, r.table)) continue;
+      const t = wantThrows.size ? throwHolding(wantThrows.values(), r) : undefined;
+      if (t) note(heldByHave, t.key, { prefix: t.prefix, route: r });
+      else unwanted.push(r);
+    }
+  }
+  const equalSets = new Set<string>();
   // In the order compile produced them, so plans read the way profiles are written.
   for (const u of active) {
     if (u.cached || !routes) continue;
@@ -81,18 +131,40 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>, o
       last = r;
       if (st === 'equal') continue;
       const h = st === 'allAdd' ? undefined : st.get(r.dst);
-      if (!h) routeAdds.push({ op: 'add', kind: 'route', route: r, profile: u.profile.name });
-      else if (!sameRoute(h, r)) routeAdds.push({ op: 'replace', kind: 'route', route: r, was: h, profile: u.profile.name });
+      if (h) {
+        if (!sameRoute(h, r)) routeAdds.push({ op: 'replace', kind: 'route', route: r, was: h, profile: u.profile.name });
+        continue;
+      }
+      const t = haveThrows.size ? throwHolding(haveThrows.values(), r) : undefined;
+      if (t) {
+        routeAdds.push({ op: 'replace', kind: 'route', route: r, was: throwRoute({ ...t.set, dsts: prefixListOf(t.set.family, [t.prefix]) }, 0), profile: u.profile.name });
+        note(takenFromHave, t.key, t.prefix);
+      } else routeAdds.push({ op: 'add', kind: 'route', route: r, profile: u.profile.name });
+    }
+    for (const w of u.throws ?? []) {
+      const k = throwSetKey(w);
+      const h = haveThrows.get(k);
+      if (h && h.dsts.equals(w.dsts)) {
+        equalSets.add(k);
+        continue;
+      }
+      let add: PrefixList = h ? w.dsts.minus(h.dsts) : w.dsts;
+      const held = heldByHave.get(k);
+      if (held) {
+        for (const x of held) routeAdds.push({ op: 'replace', kind: 'route', route: throwRoute({ ...w, dsts: prefixListOf(w.family, [x.prefix]) }, 0), was: x.route, profile: u.profile.name });
+        add = add.minus(prefixListOf(w.family, held.map((x) => x.prefix)));
+      }
+      if (add.size) routeAdds.push({ op: 'add', kind: 'throws', set: { ...w, dsts: add }, profile: u.profile.name });
     }
   }
-  for (const [, h] of have.list) {
-    const w = want.get(h.routes[0]);
-    const st = w && state.get(w);
-    if (st === 'equal') continue;
-    const wanted = w ? new Set(w.routes.map((r) => r.dst)) : undefined;
-    for (const r of h.routes) {
-      if (!wanted?.has(r.dst) && inScope(r.family, r.table)) routeDels.push({ op: 'delete', kind: 'route', route: r, profile: profileOf(desired, r.table) });
-    }
+  for (const r of unwanted) routeDels.push({ op: 'delete', kind: 'route', route: r, profile: profileOf(desired, r.table) });
+  for (const [k, h] of haveThrows) {
+    if (equalSets.has(k) || !inScope(h.family, h.table)) continue;
+    const w = wantThrows.get(k);
+    let del: PrefixList = w ? h.dsts.minus(w.dsts) : h.dsts;
+    const taken = takenFromHave.get(k);
+    if (taken) del = del.minus(prefixListOf(h.family, taken));
+    if (del.size) routeDels.push({ op: 'delete', kind: 'throws', set: { ...h, dsts: del }, profile: profileOf(desired, h.table) });
   }
   for (const [key, w] of wantRules) if (!haveRules.has(key)) ruleAdds.push({ op: 'add', kind: 'rule', rule: w.rule, profile: w.profile });
   for (const [key, r] of haveRules) {
@@ -199,13 +271,29 @@ function fingerprint(b: Bucket): Bucket {
   return b;
 }
 
-/** Order-independent fingerprint of a route set: what the plan cache compares. */
-export function routesFingerprint(routes: readonly RouteSpec[]): { n: number; sum: number; xor: number } {
-  return fingerprintRange(routes, 0, routes.length, { n: routes.length, sum: 0, xor: 0 });
+/**
+ * Order-independent fingerprint of a table's routes, single and packed throws: what the
+ * plan cache compares. Throws are hashed from their packed keys (model/throwSet.ts), ~1 ms
+ * for 100k.
+ */
+export function routesFingerprint(routes: readonly RouteSpec[], throws: readonly ThrowSet[] = []): { n: number; sum: number; xor: number } {
+  const fp = fingerprintRange(routes, 0, routes.length, { n: routes.length, sum: 0, xor: 0 });
+  let { sum, xor } = fp;
+  for (const s of throws) {
+    fp.n += s.dsts.size;
+    for (let i = 0; i < s.dsts.size; i++) {
+      const h = throwHash(s, i);
+      sum = (sum + h) >>> 0;
+      xor = (xor ^ Math.imul(h, 0x9e3779b1)) >>> 0;
+    }
+  }
+  fp.sum = sum;
+  fp.xor = xor;
+  return fp;
 }
 
 /** Add routes[start, end) to a fingerprint under way (sum and xor do not care about order). */
-export function fingerprintRange(routes: readonly RouteSpec[], start: number, end: number, fp: { n: number; sum: number; xor: number }): { n: number; sum: number; xor: number } {
+function fingerprintRange(routes: readonly RouteSpec[], start: number, end: number, fp: { n: number; sum: number; xor: number }): { n: number; sum: number; xor: number } {
   let { sum, xor } = fp;
   for (let i = start; i < end; i++) {
     const h = routeHash(routes[i]);

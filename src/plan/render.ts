@@ -5,7 +5,8 @@
 import { PROTOCOL_NAME, ROUTE_METRIC } from '../model/constants.js';
 import type { RouteSpec } from '../model/route.js';
 import { ruleSelectorText, type RuleSpec } from '../model/rule.js';
-import { isNftOp, opFamily, opTable, type Op, type Plan } from './plan.js';
+import { expandOps, isNftOp, opFamily, opSize, opTable, type Op, type Plan } from './plan.js';
+import { throwRoute } from '../model/throwSet.js';
 import { chainDeclaration, parseRuleComment, setDeclaration } from '../model/nft.js';
 
 export function routeText(r: RouteSpec): string {
@@ -40,6 +41,7 @@ export function opText(o: Op): string {
     const id = parseRuleComment(o.comment);
     return `nft rule ${o.chain} handle ${o.handle} ${id ? `[${id.key}]` : o.comment !== undefined ? `(comment "${o.comment}", not wgsplit's)` : '(no comment: not written by wgsplit)'}`;
   }
+  if (o.kind === 'throws') return `${o.set.dsts.size} throw route${o.set.dsts.size === 1 ? '' : 's'} (table ${o.set.table})`;
   return `route ${routeText(o.route)}`;
 }
 
@@ -74,7 +76,22 @@ export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
     lines.push(head);
     const throwCount = new Map<string, number>();
     const hidden = new Map<string, number>();
-    for (const o of ops) {
+    for (const x of ops) {
+      // A set of throws is listed route by route, as far as the limit goes (no object per
+      // route beyond it: a 100k set is one op).
+      if (x.kind === 'throws') {
+        const k = `${x.op} throw route`;
+        const seen = throwCount.get(k) ?? 0;
+        const listed = Math.max(0, Math.min(x.set.dsts.size, limit - seen));
+        for (let i = 0; i < listed; i++) {
+          const line = `  ${SIGN[x.op]} route ${routeText(throwRoute(x.set, i))}`;
+          lines.push(opts.colour ? `${COLOUR[x.op]}${line}\x1b[0m` : line);
+        }
+        throwCount.set(k, seen + x.set.dsts.size);
+        if (x.set.dsts.size > listed) hidden.set(k, (hidden.get(k) ?? 0) + x.set.dsts.size - listed);
+        continue;
+      }
+      const o = x;
       // Long runs of throw routes and set elements are counted, not listed.
       const bulk = o.kind === 'route' && o.route.type === 'throw' ? 'throw route' : o.kind === 'nft-element' ? 'set element' : undefined;
       if (bulk) {
@@ -101,7 +118,7 @@ export function renderPlan(plan: Plan, opts: RenderOptions = {}): string {
 
 export function summary(plan: Plan): { add: number; replace: number; delete: number } {
   const s = { add: 0, replace: 0, delete: 0 };
-  for (const o of plan.ops) s[o.op]++;
+  for (const o of plan.ops) s[o.op] += opSize(o);
   return s;
 }
 
@@ -118,6 +135,7 @@ export function ipBatchLine(o: Op): string {
     const verb = o.op === 'delete' ? 'del' : 'add';
     return `rule ${verb} pref ${r.priority} ${ruleSelectorText(r)} lookup ${r.table} proto ${r.protocol}`;
   }
+  if (o.kind === 'throws') return expandOps([o]).map(ipBatchLine).join('\n');
   const r = o.route;
   const verb = o.op === 'delete' ? 'del' : o.op === 'replace' ? 'replace' : 'add';
   const parts = [`route ${verb}`];

@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import type { Desired, Unit } from '../compile/desired.js';
 import type { Facts } from '../compile/facts.js';
 import { ruleKey } from '../model/rule.js';
-import { fingerprintRange, routesFingerprint, type Observed } from '../plan/diff.js';
+import { routesFingerprint, type Observed } from '../plan/diff.js';
 import type { RouteSpec } from '../model/route.js';
+import type { ThrowSet } from '../model/throwSet.js';
 import type { Profile } from '../profile/types.js';
 import type { CachedPlan, OwnedTables } from '../state/owned.js';
 import { COUNTER_CHAINS, withCounters } from '../compile/counters.js';
@@ -22,7 +23,7 @@ const COUNTER_CHAIN_NAMES = new Set(Object.values(COUNTER_CHAINS).map((c) => c.n
 const onlyCounters = (s: NftState) => s.sets.length === 0 && s.rules.every((r) => COUNTER_CHAIN_NAMES.has(r.chain));
 
 /** Bump when compile's output for the same inputs changes. */
-const CACHE_FORMAT = 1;
+const CACHE_FORMAT = 2; // 2: throws fingerprinted from their packed keys (model/throwSet.ts)
 
 export function planKey(p: Profile, f: Facts): string | undefined {
   if (!p.digest) return undefined;
@@ -48,75 +49,44 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
     if (!entry || !key || entry.key !== key || entry.units.length === 0) return undefined;
     const units: Unit[] = [];
     for (const e of entry.units) {
-      const { routes, fp } = observedTable(observed.routes, e.family, p.table);
+      const { routes, throws, fp } = observedTable(observed, e.family, p.table);
       if (fp.n !== e.routes.n || fp.sum !== e.routes.sum || fp.xor !== e.routes.xor) return undefined;
       const rules = observed.rules.filter((r) => r.family === e.family && r.table === p.table);
       if (rules.map(ruleKey).sort().join('\n') !== e.rules.join('\n')) return undefined;
       // Traffic counters are the only nft objects a cached unit can have: cheap, rebuilt here.
-      units.push(withCounters({ profile: p, family: e.family, status: e.status, mode: e.mode ?? 'rule', rules, routes, notes: e.notes, cached: true }));
+      units.push(withCounters({ profile: p, family: e.family, status: e.status, mode: e.mode ?? 'rule', rules, routes, throws, notes: e.notes, cached: true }));
     }
     return units;
   };
 }
 
 type Fingerprint = { n: number; sum: number; xor: number };
-const fingerprints = new WeakMap<readonly RouteSpec[], Fingerprint>();
-const observedTables = new WeakMap<readonly RouteSpec[], Map<number, { routes: RouteSpec[]; fp: Fingerprint }>>();
+const fingerprints = new WeakMap<Unit, Fingerprint>();
+type Table = { routes: RouteSpec[]; throws: ThrowSet[]; fp: Fingerprint };
+const observedTables = new WeakMap<readonly RouteSpec[], Map<number, Table>>();
 
 /**
  * One table's routes out of an observation, with their fingerprint, once per observed
- * array: the watcher hands the same array to every run while its route cache holds
+ * array: the watcher hands the same arrays to every run while its route cache holds
  * (routeCache.ts), and filtering and hashing 10k routes was a repair's largest cost.
  */
-function observedTable(all: readonly RouteSpec[], family: number, table: number): { routes: RouteSpec[]; fp: Fingerprint } {
-  let byTable = observedTables.get(all);
-  if (!byTable) observedTables.set(all, (byTable = new Map()));
+function observedTable(observed: Observed, family: number, table: number): Table {
+  let byTable = observedTables.get(observed.routes);
+  if (!byTable) observedTables.set(observed.routes, (byTable = new Map()));
   let e = byTable.get(table * 8 + family);
   if (!e) {
-    const routes = all.filter((r) => r.family === family && r.table === table);
-    byTable.set(table * 8 + family, (e = { routes, fp: routesFingerprint(routes) }));
+    const routes = observed.routes.filter((r) => r.family === family && r.table === table);
+    const throws = (observed.throws ?? []).filter((s) => s.family === family && s.table === table);
+    byTable.set(table * 8 + family, (e = { routes, throws, fp: routesFingerprint(routes, throws) }));
   }
   return e;
 }
 
-/**
- * routesFingerprint of a compiled unit's routes, once per array: the compile memo hands the
- * same arrays to every watcher run, and 10k routes cost a few ms to hash each time.
- */
-export function unitFingerprint(routes: readonly RouteSpec[]): { n: number; sum: number; xor: number } {
-  let fp = fingerprints.get(routes);
-  if (!fp) fingerprints.set(routes, (fp = routesFingerprint(routes)));
+/** routesFingerprint of a unit's routes and throws, once per unit (the compile memo hands the watcher the same units). */
+export function unitFingerprint(u: Unit): Fingerprint {
+  let fp = fingerprints.get(u);
+  if (!fp) fingerprints.set(u, (fp = routesFingerprint(u.routes, u.throws)));
   return fp;
-}
-
-/**
- * unitFingerprint of large units, computed in slices between other work. applyCommand
- * starts it before writing: at 100k routes the hashing (~30 ms) then runs while the kernel
- * takes the routes (the send thread keeps the kernel busy; this thread mostly waits for its
- * answers) instead of after, when rememberPlans needs it.
- */
-export function fingerprintMeanwhile(units: readonly Unit[], slice = 4096): Promise<void> {
-  const todo = units.filter((u) => !u.cached && u.routes.length > slice && !fingerprints.has(u.routes));
-  return new Promise((resolve) => {
-    let k = 0;
-    let at = 0;
-    let fp = { n: 0, sum: 0, xor: 0 };
-    const step = () => {
-      if (k === todo.length) return resolve();
-      const routes = todo[k].routes;
-      if (at === 0) fp = { n: routes.length, sum: 0, xor: 0 };
-      const end = Math.min(routes.length, at + slice);
-      fingerprintRange(routes, at, end, fp);
-      at = end;
-      if (at === routes.length) {
-        fingerprints.set(routes, fp);
-        k++;
-        at = 0;
-      }
-      setImmediate(step);
-    };
-    step();
-  });
 }
 
 /** After a successful apply: remember what each cleanly compiled profile wanted. */
@@ -147,7 +117,7 @@ export function rememberPlans(owned: OwnedTables, desired: Desired, f: Facts): v
         status: u.status as 'active' | 'down',
         mode: u.mode,
         notes: u.notes,
-        routes: unitFingerprint(u.routes),
+        routes: unitFingerprint(u),
         rules: u.rules.map(ruleKey).sort(),
       })),
     };

@@ -11,13 +11,15 @@ import { facts as makeFacts, type Facts, type InterfaceFacts } from '../compile/
 import { WgsplitError } from '../errors.js';
 import type { KernelPort, ObservedKernel } from '../kernel/port.js';
 import { diff, kernelSameRule } from '../plan/diff.js';
-import { isNftOp, type Plan } from '../plan/plan.js';
+import { isNftOp, isRouteOp, planSize, type Plan } from '../plan/plan.js';
+import type { ThrowSet } from '../model/throwSet.js';
+import type { Family } from '../model/prefix.js';
 import type { RouteSpec } from '../model/route.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import { opText } from '../plan/render.js';
 import type { Profile } from '../profile/types.js';
 import { kernelKey, type OwnedTables, type StateStore } from '../state/owned.js';
-import { fingerprintMeanwhile, rememberPlans, reuser, type CompileMemo } from './planCache.js';
+import { rememberPlans, reuser, type CompileMemo } from './planCache.js';
 import type { RouteCache } from './routeCache.js';
 import { WG_MISSING } from '../kernel/wg.js';
 import type { DnsmasqPort, DnsmasqSync } from '../dnsmasq/dnsmasq.js';
@@ -101,6 +103,7 @@ export async function computePlan(kernel: KernelPort, state: StateStore, profile
   if (cmd.kind === 'apply') {
     for (const r of observed.rules) scope.add(r.table);
     for (const r of observed.routes) scope.add(r.table);
+    for (const s of observed.throws ?? []) scope.add(s.table);
   } else {
     for (const p of selected) scope.add(p.table);
     for (const [t, o] of Object.entries(owned.tables)) if (o.interface === cmd.iface) scope.add(Number(t));
@@ -188,7 +191,7 @@ export async function applyCommand(
 ): Promise<ApplyResult> {
   const c = await computePlan(kernel, state, profiles, cmd, { memo: opts.memo, routes: opts.routes });
   // What this run writes changes the routes the cache holds (their events come later).
-  if (c.plan.ops.some((o) => o.kind === 'route')) opts.routes?.invalidate();
+  if (c.plan.ops.some(isRouteOp)) opts.routes?.invalidate();
   preflight(c, opts.lenient);
   // Domain sets are filled by dnsmasq: refuse before writing anything when it cannot. Not
   // for `down`, which only removes (wg-quick's PostDown must clean up whatever happened).
@@ -196,8 +199,6 @@ export async function applyCommand(
   if (dropin && opts.dnsmasq && cmd.kind !== 'down') await opts.dnsmasq.check();
   // Record ownership before writing, so a crash mid-apply still lets `down` find it.
   saveState(state, c, cmd, 'before');
-  // The plan cache's fingerprints, hashed while the kernel takes the routes (planCache.ts).
-  const hashed = c.plan.ops.length ? fingerprintMeanwhile(c.desired.units) : undefined;
   try {
     if (c.plan.ops.length) await kernel.apply(c.plan, onProgress);
   } catch (e) {
@@ -244,7 +245,6 @@ export async function applyCommand(
         `\n(rule selectors such as ipproto, dport and uidrange need Linux 4.17+)`,
     );
   }
-  await hashed;
   try {
     saveState(state, c, cmd, 'after');
   } catch (e) {
@@ -253,7 +253,7 @@ export async function applyCommand(
   }
   // The sets exist now: only then is dnsmasq told about them (src/dnsmasq/dnsmasq.ts).
   const dnsmasq = opts.dnsmasq ? await opts.dnsmasq.sync(dropin, cacheStale(c.desired.domainFeeds ?? [], c.plan.ops)) : undefined;
-  return { ...c, written: c.plan.ops.length, dnsmasq };
+  return { ...c, written: planSize(c.plan.ops), dnsmasq };
 }
 
 /**
@@ -264,23 +264,25 @@ export async function applyCommand(
  */
 async function rollbackRoutes(kernel: KernelPort, c: Computed): Promise<void> {
   try {
-    const groups = new Map<string, RouteSpec[]>();
-    for (const r of c.observed.routes) {
-      if (!c.scope.has(r.table)) continue;
-      const k = `${r.family}|${r.table}`;
-      (groups.get(k) ?? groups.set(k, []).get(k)!).push(r);
-    }
-    const units = [...groups.values()].map((routes) => ({
-      profile: { name: '(before)', table: routes[0].table } as Profile,
-      family: routes[0].family,
+    const groups = new Map<string, { family: Family; table: number; routes: RouteSpec[]; throws: ThrowSet[] }>();
+    const group = (family: Family, table: number) => {
+      const k = `${family}|${table}`;
+      return groups.get(k) ?? groups.set(k, { family, table, routes: [], throws: [] }).get(k)!;
+    };
+    for (const r of c.observed.routes) if (c.scope.has(r.table)) group(r.family, r.table).routes.push(r);
+    for (const s of c.observed.throws ?? []) if (c.scope.has(s.table)) group(s.family, s.table).throws.push(s);
+    const units = [...groups.values()].map((g) => ({
+      profile: { name: '(before)', table: g.table } as Profile,
+      family: g.family,
       status: 'active' as const,
       mode: 'rule' as const,
       rules: [],
-      routes,
+      routes: g.routes,
+      throws: g.throws,
       notes: [],
     }));
     const now = await kernel.observe();
-    const back = diff({ units, errors: [], warnings: [] }, now, c.scope).ops.filter((o) => o.kind === 'route');
+    const back = diff({ units, errors: [], warnings: [] }, now, c.scope).ops.filter(isRouteOp);
     if (back.length) await kernel.apply({ ops: back });
   } catch {
     /* the original error is what the user needs to see */

@@ -14,7 +14,7 @@
  */
 import type { ObservedKernel } from '../kernel/port.js';
 
-export type RouteView = Pick<ObservedKernel, 'routes' | 'connected' | 'foreignRoutes'>;
+export type RouteView = Pick<ObservedKernel, 'routes' | 'throws' | 'connected' | 'foreignRoutes'>;
 
 export class RouteCache {
   private last?: RouteView;
@@ -37,6 +37,6 @@ export class RouteCache {
   }
 
   store(view: RouteView): void {
-    if (this.valid) this.last = { routes: view.routes, connected: view.connected, foreignRoutes: view.foreignRoutes };
+    if (this.valid) this.last = { routes: view.routes, throws: view.throws, connected: view.connected, foreignRoutes: view.foreignRoutes };
   }
 }

@@ -11,6 +11,7 @@ import { diff } from '../../src/plan/diff.js';
 import { renderPlan, routeText, ruleText } from '../../src/plan/render.js';
 import type { Profile } from '../../src/profile/types.js';
 import { EXAMPLE_TOML, factsMap, profile, WG0 } from '../helpers/unit.js';
+import { allRoutes } from '../../src/model/throwSet.js';
 
 const EMPTY = { rules: [], routes: [] };
 
@@ -24,7 +25,7 @@ const unit = (d: Desired, family: 4 | 6): Unit => {
   if (!u) throw new Error(`no IPv${family} unit`);
   return u;
 };
-const routes = (u: Unit) => u.routes.map(routeText);
+const routes = (u: Unit) => allRoutes(u).map(routeText);
 const rules = (u: Unit) => u.rules.map(ruleText);
 
 const GOLDEN_EXAMPLE = `profile example, IPv4:
@@ -72,7 +73,7 @@ test('golden: the example as ip -batch-able facts: every object carries the wgsp
     ],
   );
   for (const u of d.units) {
-    for (const r of u.routes) t.deepEqual([r.protocol, r.table], [PROTOCOL_TAG, 10086]);
+    for (const r of allRoutes(u)) t.deepEqual([r.protocol, r.table], [PROTOCOL_TAG, 10086]);
     for (const r of u.rules) t.deepEqual([r.protocol, r.table, r.priority, r.iif], [PROTOCOL_TAG, 10086, 10086, 'lo']);
   }
   // The IPv6 rule picks its source from the table (FIB_RULE_FIND_SADDR); IPv4 rules never do.
@@ -120,7 +121,7 @@ test('an include subset: one route per include, no useless throws, nothing for a
   ]);
   t.is(unit(d, 4).rules.length, 2);
   const v6 = unit(d, 6);
-  t.deepEqual([v6.routes, v6.rules], [[], []], 'no IPv6 include: no rule may point at an empty table');
+  t.deepEqual([allRoutes(v6), v6.rules], [[], []], 'no IPv6 include: no rule may point at an empty table');
   t.true(v6.notes.some((n) => n.includes('nothing of IPv6 is included')));
 });
 
@@ -205,7 +206,7 @@ test('an interface without any address is an error', (t) => {
 test('an absent interface gives "absent" units with nothing wanted, and a warning', (t) => {
   const d = compile([profile('p', 'interface = "wg9"\n')], factsMap(['wg0', WG0]));
   t.deepEqual(
-    d.units.map((u) => [u.family, u.status, u.rules.length, u.routes.length]),
+    d.units.map((u) => [u.family, u.status, u.rules.length, allRoutes(u).length]),
     [
       [4, 'absent', 0, 0],
       [6, 'absent', 0, 0],
@@ -243,7 +244,7 @@ test('two profiles on one interface compile independently, each into its own tab
   );
   for (const u of d.units) {
     const table = u.profile.name === 'web' ? 100 : 200;
-    t.true(u.routes.every((r) => r.table === table) && u.rules.every((r) => r.table === table));
+    t.true(allRoutes(u).every((r) => r.table === table) && u.rules.every((r) => r.table === table));
   }
   t.true(routes(unit({ ...d, units: d.units.filter((u) => u.profile.name === 'dns') }, 4)).includes('throw 20.0.2.1/32 table 200 proto wgsplit'));
 });
@@ -260,16 +261,16 @@ const connected = [
 test('exclude_connected (default on): connected networks of other devices become throws', (t) => {
   const d = compile([profile('p', 'interface = "wg0"\nexclude = []\n')], facts(factsMap(['wg0', WG0]), { connected }));
   t.deepEqual(
-    unit(d, 4).routes.filter((r) => r.type === 'throw').map((r) => r.dst),
+    allRoutes(unit(d, 4)).filter((r) => r.type === 'throw').map((r) => r.dst),
     ['20.0.2.1/32', '45.10.0.0/24', '192.168.1.0/24'], // the endpoint too: all protocols include UDP
   );
   t.deepEqual(
-    unit(d, 6).routes.filter((r) => r.type === 'throw').map((r) => r.dst),
+    allRoutes(unit(d, 6)).filter((r) => r.type === 'throw').map((r) => r.dst),
     ['2a00:2::/64'],
   );
   const off = compile([profile('p', 'interface = "wg0"\nexclude = []\nexclude_connected = false\n')], facts(factsMap(['wg0', WG0]), { connected }));
   t.deepEqual(
-    off.units.flatMap((u) => u.routes.filter((r) => r.type === 'throw').map((r) => r.dst)),
+    off.units.flatMap((u) => allRoutes(u).filter((r) => r.type === 'throw').map((r) => r.dst)),
     ['20.0.2.1/32'],
     'only the endpoint is left',
   );
@@ -278,7 +279,7 @@ test('exclude_connected (default on): connected networks of other devices become
 test('a stopped interface (wgsplit down) wants nothing', (t) => {
   const d = compile([profile('example', EXAMPLE_TOML)], facts(factsMap(['wg0', WG0]), { stopped: new Set(['wg0']) }));
   t.deepEqual(
-    d.units.map((u) => [u.family, u.status, u.rules.length, u.routes.length]),
+    d.units.map((u) => [u.family, u.status, u.rules.length, allRoutes(u).length]),
     [
       [4, 'stopped', 0, 0],
       [6, 'stopped', 0, 0],

@@ -5,6 +5,7 @@
  * (nothing written when forwarding is off; down removes every object).
  */
 import test from 'ava';
+import { allRoutes } from '../../src/model/throwSet.js';
 import { compile, mayNeedNft } from '../../src/compile/compile.js';
 import { facts } from '../../src/compile/facts.js';
 import { dumpNft } from '../../src/model/nft.js';
@@ -156,7 +157,7 @@ test('golden: the contract profile (rule mode): nft objects, the fwmark rule, an
     t.is(u.mode, 'rule');
     // No `iif lo` rules: the profile has no "host".
     t.deepEqual(u.rules.map(ruleText), ['pref 10090 from all fwmark 0x1000000/0xf000000 lookup 10090 proto wgsplit']);
-    const routes = u.routes.map((r) => `${r.type} ${r.dst}`);
+    const routes = allRoutes(u).map((r) => `${r.type} ${r.dst}`);
     t.is(routes[0], `unicast ${u.family === 4 ? '0.0.0.0/0' : '::/0'}`);
     t.is(routes[1], `unreachable ${u.family === 4 ? '0.0.0.0/0' : '::/0'}`, 'the kill switch');
     t.true(routes.includes(u.family === 4 ? 'throw 192.168.0.0/16' : 'throw fc00::/7'));
@@ -178,7 +179,7 @@ test('fwmark mode: T holds the way out plus throws for the connected networks (t
     { prefix: '10.253.0.0/24', dev: 'wg0' },
   ];
   const d = compile([profile('mixed', MIXED)], facts(wg0(), { forwarding: ON, connected }));
-  const routes = (f: 4 | 6) => d.units.find((u) => u.family === f)!.routes.map((r) => `${r.type} ${r.dst}`);
+  const routes = (f: 4 | 6) => allRoutes(d.units.find((u) => u.family === f)!).map((r) => `${r.type} ${r.dst}`);
   t.deepEqual(routes(4), ['unicast 0.0.0.0/0', 'unreachable 0.0.0.0/0', 'throw 192.168.50.0/24']);
   t.deepEqual(routes(6), ['unicast ::/0', 'unreachable ::/0', 'throw 2a00:50::/64']);
   // A host-only fwmark profile keeps its table as it was.

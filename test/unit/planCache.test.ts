@@ -2,9 +2,13 @@
 // and table are unchanged is reused without compiling; any change in the kernel, the
 // profile or the facts means a full compile and the same result as without the cache.
 import test from 'ava';
-import { CompileMemo, fingerprintMeanwhile, unitFingerprint } from '../../src/reconcile/planCache.js';
+import { CompileMemo, unitFingerprint } from '../../src/reconcile/planCache.js';
 import { routesFingerprint } from '../../src/plan/diff.js';
 import type { Unit } from '../../src/compile/desired.js';
+import { allRoutes, splitThrows, type ThrowSet } from '../../src/model/throwSet.js';
+import { expandOps } from '../../src/plan/plan.js';
+import { PrefixList } from '../../src/model/prefixList.js';
+import { prefix } from '../../src/model/prefix.js';
 import { applyCommand, computePlan } from '../../src/reconcile/reconcile.js';
 import { MemoryStateStore } from '../../src/state/owned.js';
 import { EXAMPLE_TOML, fakeHost, profile } from '../helpers/unit.js';
@@ -38,7 +42,7 @@ test('a route deleted behind our back is a cache miss and is put back', async (t
   await applyCommand(k, state, [p], { kind: 'apply' });
   await applyCommand(k, state, [p], { kind: 'apply' });
   const before = k.dump();
-  const throwLine = (await k.observe()).routes.find((r) => r.type === 'throw' && r.family === 4)!;
+  const throwLine = allRoutes(await k.observe()).find((r) => r.type === 'throw' && r.family === 4)!;
   await k.apply({ ops: [{ op: 'delete', kind: 'route', route: throwLine }] });
   const c = await computePlan(k, state, [p], { kind: 'apply' });
   t.false(c.desired.units.some((u) => u.family === 4 && u.cached));
@@ -55,7 +59,7 @@ test('a changed profile (another digest) is compiled again', async (t) => {
   const edited = withDigest(EXAMPLE_TOML.replace('exclude = ["@private"]', 'exclude = ["@private", "8.8.8.0/24"]'), 'd2');
   const c = await computePlan(k, state, [edited], { kind: 'apply' });
   t.false(c.desired.units.some((u) => u.cached));
-  t.true(c.plan.ops.some((o) => o.kind === 'route' && o.op === 'add' && o.route.dst === '8.8.8.0/24'));
+  t.true(expandOps(c.plan.ops).some((o) => o.kind === 'route' && o.op === 'add' && o.route.dst === '8.8.8.0/24'));
 });
 
 test('the in-memory compile memo (watcher): a deleted rule is repaired from the last compile, and any changed fact compiles again', async (t) => {
@@ -84,10 +88,23 @@ test('the in-memory compile memo (watcher): a deleted rule is repaired from the 
   t.deepEqual(withMemo.plan, without.plan);
 });
 
-test('fingerprints hashed in slices meanwhile equal the ones hashed at once (what rememberPlans stores)', async (t) => {
-  const routes = Array.from({ length: 10_000 }, (_, i) => ({ family: 4 as const, table: 10086, type: 'throw' as const, dst: `${60 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/24`, metric: 0, protocol: 87 }));
-  const unit = { profile: { name: 'big' }, family: 4, status: 'active', mode: 'rule', rules: [], routes, notes: [] } as unknown as Unit;
-  await fingerprintMeanwhile([unit], 3000);
-  t.deepEqual(unitFingerprint(routes), routesFingerprint(routes));
-  t.is(unitFingerprint(routes).n, 10_000);
+test('a table fingerprints the same whichever way its throws come (packed by compile, split from single routes, dumped); one throw more, less or moved does not', (t) => {
+  // Non-adjacent /24s (even third octets): aggregation keeps every one.
+  const dsts = Array.from({ length: 10_000 }, (_, i) => `${60 + (i >> 14)}.${(i >> 6) & 255}.${(i & 63) * 2}.0/24`);
+  const singles = dsts.map((dst) => ({ family: 4 as const, table: 10086, type: 'throw' as const, dst, metric: 0, protocol: 87 }));
+  const unicast = [{ family: 4 as const, table: 10086, type: 'unicast' as const, dst: '0.0.0.0/0', metric: 0, protocol: 87, dev: 'wg0', src: '10.0.0.2' }];
+  const split = splitThrows([...unicast, ...singles]);
+  t.deepEqual(split.routes, unicast, 'only the throws are packed');
+  const compiled: ThrowSet = { family: 4, table: 10086, metric: 0, protocol: 87, dsts: PrefixList.of(4, [[...dsts].reverse().map(prefix)]) };
+  const fp = routesFingerprint(unicast, [compiled]);
+  t.is(fp.n, 10_001);
+  t.deepEqual(routesFingerprint(split.routes, split.throws), fp);
+  const unit = { profile: { name: 'big' }, family: 4, status: 'active', mode: 'rule', rules: [], routes: unicast, throws: [compiled], notes: [] } as unknown as Unit;
+  t.deepEqual(unitFingerprint(unit), fp);
+  const other = (list: string[], metric = 0) => routesFingerprint(unicast, splitThrows(list.map((dst) => ({ ...singles[0], dst, metric }))).throws);
+  t.notDeepEqual(other(dsts.slice(1)), fp, 'one throw less');
+  t.notDeepEqual(other([...dsts, '9.9.9.0/24']), fp, 'one throw more');
+  t.notDeepEqual(other([...dsts.slice(1), '9.9.9.0/24']).sum, fp.sum, 'one throw moved');
+  t.notDeepEqual(other(dsts, 5), fp, 'another metric');
+  t.notDeepEqual(routesFingerprint([], [compiled]), fp, 'the unicast route gone');
 });

@@ -6,6 +6,7 @@
  * the sysctls). Positions of bad keys: test/fixtures/bad-profiles/proxy-*.toml.
  */
 import test from 'ava';
+import { allRoutes } from '../../src/model/throwSet.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile, mayNeedNft } from '../../src/compile/compile.js';
@@ -68,8 +69,8 @@ test('compile: T holds local default dev lo and throws for the clients\' and the
   const d = compile([profile('proxy-tproxy', CONTRACT)], hostFacts());
   const v4 = d.units.find((u) => u.family === 4)!;
   const v6 = d.units.find((u) => u.family === 6)!;
-  t.deepEqual(v4.routes.map(routeText), ['local default dev lo table 10096 proto wgsplit', 'throw 172.17.0.0/16 table 10096 proto wgsplit', 'throw 192.168.1.0/24 table 10096 proto wgsplit']);
-  t.deepEqual(v6.routes.map(routeText), ['local default dev lo table 10096 proto wgsplit', 'throw 2a00:2::/64 table 10096 proto wgsplit']);
+  t.deepEqual(allRoutes(v4).map(routeText), ['local default dev lo table 10096 proto wgsplit', 'throw 172.17.0.0/16 table 10096 proto wgsplit', 'throw 192.168.1.0/24 table 10096 proto wgsplit']);
+  t.deepEqual(allRoutes(v6).map(routeText), ['local default dev lo table 10096 proto wgsplit', 'throw 2a00:2::/64 table 10096 proto wgsplit']);
   t.deepEqual([...v4.rules, ...v6.rules].map(ruleText), ['pref 10096 from all fwmark 0x1000000/0xf000000 lookup 10096 proto wgsplit', 'pref 10096 from all fwmark 0x1000000/0xf000000 lookup 10096 proto wgsplit']);
   t.deepEqual(v4.notes, ['to the proxy at 127.0.0.1:7893']);
 });

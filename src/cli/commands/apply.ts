@@ -68,7 +68,7 @@ export async function applyLike(ctx: Context, cmd: Command): Promise<number> {
       const ms = (performance.now() - started).toFixed(0);
       const counts = [s.add && `${s.add} added`, s.replace && `${s.replace} replaced`, s.delete && `${s.delete} removed`].filter(Boolean).join(', ');
       // A Set of the op kinds first: at 100k routes, a string per op was measurable.
-      const kinds = [...new Set([...new Set(r.plan.ops.map((o) => o.kind))].map((k) => (k === 'route' ? 'routes' : k === 'rule' ? 'rules' : k === 'sysctl' ? 'sysctls' : 'nft objects')))];
+      const kinds = [...new Set([...new Set(r.plan.ops.map((o) => o.kind))].map((k) => (k === 'route' || k === 'throws' ? 'routes' : k === 'rule' ? 'rules' : k === 'sysctl' ? 'sysctls' : 'nft objects')))];
       const what = r.written === 0 ? 'already in sync, nothing written' : `${counts} (${kinds.join(', ')})`;
       const profilesText = cmd.kind === 'down' ? '' : ` (${[...new Set(r.desired.units.map((u) => u.profile.name))].join(', ') || 'no profiles'})`;
       ctx.out(`wgsplit: ${label}${profilesText}: ${what} in ${ms} ms\n`);

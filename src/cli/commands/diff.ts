@@ -2,6 +2,7 @@
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import { renderPlan } from '../../plan/render.js';
+import { expandOps } from '../../plan/plan.js';
 import type { Context } from '../context.js';
 import { EXIT_DRIFT } from '../exitCodes.js';
 import { LinuxDnsmasq } from '../../dnsmasq/dnsmasq.js';
@@ -19,7 +20,7 @@ export async function diffCommand(ctx: Context): Promise<number> {
     const dropinInSync = want === have || (!want && !isOurs(have));
     const inSync = c.plan.ops.length === 0 && c.desired.errors.length === 0 && dropinInSync;
     if (ctx.args.json) {
-      ctx.out(JSON.stringify({ inSync, errors: c.desired.errors, warnings: c.desired.warnings, ops: c.plan.ops, dnsmasq: { conf: dnsmasq.config.conf, inSync: dropinInSync } }, null, 1) + '\n');
+      ctx.out(JSON.stringify({ inSync, errors: c.desired.errors, warnings: c.desired.warnings, ops: expandOps(c.plan.ops), dnsmasq: { conf: dnsmasq.config.conf, inSync: dropinInSync } }, null, 1) + '\n');
     } else {
       if (!dropinInSync) ctx.out(`~ dnsmasq drop-in ${dnsmasq.config.conf}: not what the profiles' include_domains / exclude_domains make (\`wgsplit apply\` rewrites it and reloads dnsmasq)\n`);
       for (const e of c.desired.errors) ctx.err(`wgsplit: ${e}\n`);

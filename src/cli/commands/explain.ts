@@ -12,6 +12,7 @@ import { parseAddress } from '../../model/prefix.js';
 import { checkDomain } from '../../profile/domains.js';
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
+import { planSize } from '../../plan/plan.js';
 import { getentUser } from '../../profile/users.js';
 import type { Context } from '../context.js';
 import { parseCgroupPath } from '../../model/cgroup.js';
@@ -90,7 +91,7 @@ export async function explainCommand(ctx: Context): Promise<number> {
       if (proxy && q.proto && q.proto !== 'icmp' && !proxyListeners(proxy.port)[q.family][q.proto]) ctx.out(`  note: nothing listens on port ${proxy.port} for ${q.proto} (IPv${q.family}): this packet would be refused (not leaked) until the proxy runs\n`);
     }
     if (ctx.args.json) ctx.out(JSON.stringify(name ? json : json[0], null, 1) + '\n');
-    else if (c.plan.ops.length) ctx.out(`  note: the kernel differs from the profiles (${c.plan.ops.length} change${c.plan.ops.length > 1 ? 's' : ''} pending; see wgsplit diff)\n`);
+    else if (c.plan.ops.length) ctx.out(`  note: the kernel differs from the profiles (${planSize(c.plan.ops)} change${planSize(c.plan.ops) > 1 ? 's' : ''} pending; see wgsplit diff)\n`);
     return 0;
   } finally {
     kernel.close();

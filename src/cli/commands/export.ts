@@ -6,7 +6,7 @@
  */
 import type { Family } from '../../model/prefix.js';
 import { diff } from '../../plan/diff.js';
-import { isNftOp, opFamily } from '../../plan/plan.js';
+import { expandOps, isNftOp, opFamily } from '../../plan/plan.js';
 import { renderNftScript } from '../../model/nft.js';
 import { ipBatchLine } from '../../plan/render.js';
 import { loadProfileDir } from '../../profile/load.js';
@@ -21,7 +21,8 @@ export async function exportCommand(ctx: Context): Promise<number> {
     const c = await computePlan(kernel, await ctx.state(kernel, (m) => ctx.err(`wgsplit: note: ${m}\n`)), profiles, { kind: 'apply' }, { noCache: true });
     for (const e of c.desired.errors) ctx.err(`wgsplit: warning: ${e}\n`);
     for (const w of c.desired.warnings) ctx.err(`wgsplit: warning: ${w}\n`);
-    const ops = diff(c.desired, { rules: [], routes: [], nft: { present: false, chains: [], sets: [], rules: [] }, sysctls: {} }, new Set()).ops;
+    // One line (one JSON op) per route: a set of throws is written out.
+    const ops = expandOps(diff(c.desired, { rules: [], routes: [], nft: { present: false, chains: [], sets: [], rules: [] }, sysctls: {} }, new Set()).ops);
     if (ctx.args.format === 'json') {
       ctx.out(JSON.stringify({ configDir: dir, ops, nft: c.desired.nft ?? null }, null, 1) + '\n');
       return 0;

@@ -2,7 +2,8 @@
 import { loadProfileDir } from '../../profile/load.js';
 import { computePlan } from '../../reconcile/reconcile.js';
 import { routeSlot } from '../../model/route.js';
-import { isNftOp, opFamily, opTable, type Op } from '../../plan/plan.js';
+import { isNftOp, opFamily, opTable, planSize, type Op } from '../../plan/plan.js';
+import { throwCount } from '../../model/throwSet.js';
 import type { Unit } from '../../compile/desired.js';
 import type { Context } from '../context.js';
 import { networkdNeedsDropIn } from '../../daemon/culprit.js';
@@ -27,7 +28,8 @@ export async function status(ctx: Context): Promise<number> {
         priority: p.priority,
         families: units.map((u) => {
           const installedRules = c.observed.rules.filter((r) => r.family === u.family && r.table === p.table).length;
-          const installedRoutes = c.observed.routes.filter((r) => r.family === u.family && r.table === p.table).length;
+          const inTable = (x: { family: number; table: number }) => x.family === u.family && x.table === p.table;
+          const installedRoutes = c.observed.routes.filter(inTable).length + throwCount((c.observed.throws ?? []).filter(inTable));
           const drift = c.plan.ops.filter((o) => !isNftOp(o) && opFamily(o) === u.family && opTable(o) === p.table);
           return {
             family: `ipv${u.family}`,
@@ -35,8 +37,8 @@ export async function status(ctx: Context): Promise<number> {
             status: u.status,
             inSync: u.status === 'absent' ? undefined : drift.length === 0,
             rules: { wanted: u.rules.length, installed: installedRules },
-            routes: { wanted: new Set(u.routes.map(routeSlot)).size, installed: installedRoutes },
-            drift: drift.length,
+            routes: { wanted: new Set(u.routes.map(routeSlot)).size + throwCount(u.throws), installed: installedRoutes },
+            drift: planSize(drift),
             counters: jsonCounters(stats.find((s) => s.profile === p.name && s.family === u.family)?.counters),
             notes: u.notes,
           };
