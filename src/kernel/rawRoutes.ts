@@ -452,60 +452,78 @@ export function encodeRoute(op: RouteOp, r: RouteSpec, ifindex: (name: string) =
     oif = ifindex(r.dev!);
     if (oif === undefined) throw new WgsplitError('NO_INTERFACE', `interface ${r.dev} does not exist`);
   }
+  let o = routeHeader(op, r.family, dstLen, r.table, r.protocol, r.type, b, off);
+  if (dstLen > 0 || r.family === 6) {
+    o = attrHeader(b, o, RTA_DST, alen);
+    putAddr(r.family, r.dst, b, o, slash);
+    o += alen;
+  }
+  o = u32Attr(b, o, RTA_TABLE, r.table);
+  o = u32Attr(b, o, RTA_PRIORITY, r.metric);
+  if (dev) {
+    o = u32Attr(b, o, RTA_OIF, oif!);
+    if (r.src) {
+      o = attrHeader(b, o, RTA_PREFSRC, alen);
+      putAddr(r.family, r.src, b, o);
+      o += alen;
+    }
+  }
+  return messageEnd(b, off, o);
+}
+
+/**
+ * nlmsghdr and rtmsg of a route request at `off` (rtnetlink(7)); returns where the
+ * attributes start. seq is written by the sender.
+ */
+function routeHeader(op: RouteOp, family: Family, dstLen: number, table: number, protocol: number, type: RouteType, b: Buffer, off: number): number {
   b.fill(0, off, off + 28);
   b[off + 4] = op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE;
   const flags = F_REQUEST | F_ACK | (op === 'delete' ? 0 : F_CREATE | (op === 'replace' ? F_REPLACE : F_EXCL));
   b[off + 6] = flags & 0xff;
   b[off + 7] = flags >> 8;
   const h = off + 16;
-  b[h] = AF[r.family];
+  b[h] = AF[family];
   b[h + 1] = dstLen;
-  b[h + 4] = r.table < 256 ? r.table : 0; // RT_TABLE_UNSPEC; the real id is RTA_TABLE
-  b[h + 5] = r.protocol;
+  b[h + 4] = table < 256 ? table : 0; // RT_TABLE_UNSPEC; the real id is RTA_TABLE
+  b[h + 5] = protocol;
   // iproute2's choice: a unicast route without a gateway is scope link, a local route scope
   // host; throw and unreachable are universe; a delete matches any scope with NOWHERE.
-  b[h + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : r.type === 'unicast' ? RT_SCOPE_LINK : r.type === 'local' ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
-  b[h + 7] = TYPE_NUM[r.type];
-  let o = h + 12;
-  // Attributes: struct rtattr { u16 len; u16 type }, then the value (little-endian here,
-  // as the kernel's host order on the machines this runs on; addresses in network order).
-  const attr = (type: number, len: number) => {
-    b[o] = 4 + len;
-    b[o + 1] = 0;
-    b[o + 2] = type;
-    b[o + 3] = 0;
-    o += 4;
-  };
-  const u32 = (v: number) => {
-    b[o] = v & 0xff;
-    b[o + 1] = (v >>> 8) & 0xff;
-    b[o + 2] = (v >>> 16) & 0xff;
-    b[o + 3] = v >>> 24;
-    o += 4;
-  };
-  if (dstLen > 0 || r.family === 6) {
-    attr(RTA_DST, alen);
-    putAddr(r.family, r.dst, b, o, slash);
-    o += alen;
-  }
-  attr(RTA_TABLE, 4);
-  u32(r.table);
-  attr(RTA_PRIORITY, 4);
-  u32(r.metric);
-  if (dev) {
-    attr(RTA_OIF, 4);
-    u32(oif!);
-    if (r.src) {
-      attr(RTA_PREFSRC, alen);
-      putAddr(r.family, r.src, b, o);
-      o += alen;
-    }
-  }
+  b[h + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : type === 'unicast' ? RT_SCOPE_LINK : type === 'local' ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
+  b[h + 7] = TYPE_NUM[type];
+  return h + 12;
+}
+
+/**
+ * An attribute's header, struct rtattr { u16 len; u16 type }; the value follows
+ * (little-endian here, as the kernel's host order on the machines this runs on;
+ * addresses in network order).
+ */
+function attrHeader(b: Buffer, o: number, type: number, len: number): number {
+  b[o] = 4 + len;
+  b[o + 1] = 0;
+  b[o + 2] = type;
+  b[o + 3] = 0;
+  return o + 4;
+}
+
+function u32Attr(b: Buffer, o: number, type: number, v: number): number {
+  o = attrHeader(b, o, type, 4);
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = v >>> 24;
+  return o + 4;
+}
+
+/** The message's length into its header; returns its end. */
+function messageEnd(b: Buffer, off: number, o: number): number {
   const len = o - off;
   b[off] = len & 0xff;
   b[off + 1] = len >> 8;
   return o;
 }
+
+
 
 /** An upper bound of encodeThrow's length. */
 export const THROW_MESSAGE_MAX: Record<Family, number> = { 4: 16 + 12 + 8 + 8 + 8, 6: 16 + 12 + 20 + 8 + 8 };
@@ -527,26 +545,10 @@ export function encodeThrow(op: RouteOp, s: ThrowSet, i: number, b: Buffer, off:
     dstLen = p.len;
     addr6 = p.addr;
   }
-  b.fill(0, off, off + 28);
-  b[off + 4] = op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE;
-  const flags = F_REQUEST | F_ACK | (op === 'delete' ? 0 : F_CREATE | (op === 'replace' ? F_REPLACE : F_EXCL));
-  b[off + 6] = flags & 0xff;
-  b[off + 7] = flags >> 8;
-  const h = off + 16;
-  b[h] = AF[s.family];
-  b[h + 1] = dstLen;
-  b[h + 4] = s.table < 256 ? s.table : 0;
-  b[h + 5] = s.protocol;
-  b[h + 6] = op === 'delete' ? RT_SCOPE_NOWHERE : RT_SCOPE_UNIVERSE;
-  b[h + 7] = TYPE_NUM.throw;
-  let o = h + 12;
+  let o = routeHeader(op, s.family, dstLen, s.table, s.protocol, 'throw', b, off);
   if (dstLen > 0 || s.family === 6) {
     const alen = s.family === 4 ? 4 : 16;
-    b[o] = 4 + alen;
-    b[o + 1] = 0;
-    b[o + 2] = RTA_DST;
-    b[o + 3] = 0;
-    o += 4;
+    o = attrHeader(b, o, RTA_DST, alen);
     if (s.family === 4) {
       b[o] = addr4 >>> 24;
       b[o + 1] = (addr4 >>> 16) & 255;
@@ -555,24 +557,9 @@ export function encodeThrow(op: RouteOp, s: ThrowSet, i: number, b: Buffer, off:
     } else for (let k = 15; k >= 0; k--, addr6 >>= 8n) b[o + k] = Number(addr6 & 255n);
     o += alen;
   }
-  for (const [type, v] of [
-    [RTA_TABLE, s.table],
-    [RTA_PRIORITY, s.metric],
-  ]) {
-    b[o] = 8;
-    b[o + 1] = 0;
-    b[o + 2] = type;
-    b[o + 3] = 0;
-    b[o + 4] = v & 0xff;
-    b[o + 5] = (v >>> 8) & 0xff;
-    b[o + 6] = (v >>> 16) & 0xff;
-    b[o + 7] = v >>> 24;
-    o += 8;
-  }
-  const len = o - off;
-  b[off] = len & 0xff;
-  b[off + 1] = len >> 8;
-  return o;
+  o = u32Attr(b, o, RTA_TABLE, s.table);
+  o = u32Attr(b, o, RTA_PRIORITY, s.metric);
+  return messageEnd(b, off, o);
 }
 
 export function errnoName(errno: number): string {
