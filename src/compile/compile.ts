@@ -28,8 +28,8 @@
 import { BLOCK_METRIC, PROTOCOL_TAG, ROUTE_METRIC } from '../model/constants.js';
 import { ruleSelectors } from '../model/selector.js';
 import { parsePrefix, BITS, type Family, type Prefix } from '../model/prefix.js';
-import { PrefixList } from '../model/prefixList.js';
-import { splitThrows, throwSetKey, type ThrowSet } from '../model/throwSet.js';
+import type { PrefixList } from '../model/prefixList.js';
+import { packThrows, type ThrowSet } from '../model/throwSet.js';
 import { destinations } from './destinations.js';
 import type { RouteSpec } from '../model/route.js';
 import type { RuleSpec } from '../model/rule.js';
@@ -67,7 +67,7 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
     else compileProfile(p, f, out);
   }
   // The few throws compiled as single routes (gateway and proxy units) join their sets.
-  for (const u of out.units) packThrows(u);
+  for (const u of out.units) if (u.routes.some((r) => r.type === 'throw')) Object.assign(u, packThrows(u.routes, u.throws));
   // Explicit fwmark profiles are checked for distinct marks when loaded; auto profiles only
   // turn out to be fwmark here, on a kernel without the rule selectors.
   const markOwner = new Map<number, string>();
@@ -86,20 +86,6 @@ export function compile(profiles: Profile[], input: Facts | Map<string, Interfac
   out.domainFeeds = mergeFeeds(out.units);
   out.sysctls = [...(rpFilterNeeds(out, f) ?? []), ...bridgeNfNeeds(out)];
   return out;
-}
-
-/** Move a unit's throws out of `routes` into `throws` (model/throwSet.ts's rule). */
-function packThrows(u: Unit): void {
-  if (!u.routes.some((r) => r.type === 'throw')) return;
-  const split = splitThrows(u.routes);
-  const throws = [...(u.throws ?? [])];
-  for (const s of split.throws) {
-    const i = throws.findIndex((t) => throwSetKey(t) === throwSetKey(s));
-    if (i < 0) throws.push(s);
-    else throws[i] = { ...s, dsts: PrefixList.of(s.family, [[...Array.from({ length: s.dsts.size }, (_, k) => s.dsts.prefix(k)), ...Array.from({ length: throws[i].dsts.size }, (_, k) => throws[i].dsts.prefix(k))]]) };
-  }
-  u.routes = split.routes;
-  u.throws = throws;
 }
 
 /**

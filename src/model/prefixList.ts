@@ -89,6 +89,11 @@ export class PrefixList {
     return out;
   }
 
+  /** The prefixes as an input of `of` (shared, not copied: `of` copies). */
+  packed(): PackedPrefixes {
+    return { keys4: this.keys, v6: [...this.list] };
+  }
+
   /** IPv4 only: prefix i as key4 (address * 64 + length). */
   key(i: number): number {
     return this.keys[i];

@@ -29,6 +29,11 @@ export function throwRoute(s: ThrowSet, i: number): RouteSpec {
   return { family: s.family, table: s.table, type: 'throw', dst: s.dsts.text(i), metric: s.metric, protocol: s.protocol };
 }
 
+/** The throw to `p` in a set's table, metric and protocol, as a single route. */
+export function throwTo(s: Omit<ThrowSet, 'dsts'>, p: Prefix): RouteSpec {
+  return { family: s.family, table: s.table, type: 'throw', dst: formatPrefix(p), metric: s.metric, protocol: s.protocol };
+}
+
 export function throwRoutes(s: ThrowSet): RouteSpec[] {
   const out = new Array<RouteSpec>(s.dsts.size);
   for (let i = 0; i < out.length; i++) out[i] = throwRoute(s, i);
@@ -77,6 +82,21 @@ export function splitThrows(routes: readonly RouteSpec[]): { routes: RouteSpec[]
 export function prefixListOf(family: Family, dsts: readonly Prefix[]): PrefixList {
   if (family === 6) return PrefixList.distinct(6, new Float64Array(0), dsts);
   return PrefixList.distinct(4, Float64Array.from(dsts, (p) => Number(p.addr) * 64 + p.len));
+}
+
+/**
+ * The throws among `routes` moved into `throws`, each joining the set of its key (sets of
+ * one key merge, aggregated as compile's are): one set per key, as diff expects.
+ */
+export function packThrows(routes: readonly RouteSpec[], throws: readonly ThrowSet[] = []): { routes: RouteSpec[]; throws: ThrowSet[] } {
+  const split = splitThrows(routes);
+  const out = [...throws];
+  for (const s of split.throws) {
+    const i = out.findIndex((t) => throwSetKey(t) === throwSetKey(s));
+    if (i < 0) out.push(s);
+    else out[i] = { ...s, dsts: PrefixList.of(s.family, [s.dsts.packed(), out[i].dsts.packed()]) };
+  }
+  return { routes: split.routes, throws: out };
 }
 
 /**

@@ -21,7 +21,7 @@ import type { Desired } from '../compile/desired.js';
 import type { RouteSpec } from '../model/route.js';
 import { parsePrefix, type Prefix } from '../model/prefix.js';
 import type { PrefixList } from '../model/prefixList.js';
-import { prefixListOf, throwHash, throwRoute, throwSetKey, type ThrowSet } from '../model/throwSet.js';
+import { prefixListOf, throwHash, throwSetKey, throwTo, type ThrowSet } from '../model/throwSet.js';
 import { ruleKey, type RuleSpec } from '../model/rule.js';
 import type { Op, Plan } from './plan.js';
 import { diffNft, type ObservedNft } from './nftDiff.js';
@@ -137,7 +137,7 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>, o
       }
       const t = haveThrows.size ? throwHolding(haveThrows.values(), r) : undefined;
       if (t) {
-        routeAdds.push({ op: 'replace', kind: 'route', route: r, was: throwRoute({ ...t.set, dsts: prefixListOf(t.set.family, [t.prefix]) }, 0), profile: u.profile.name });
+        routeAdds.push({ op: 'replace', kind: 'route', route: r, was: throwTo(t.set, t.prefix), profile: u.profile.name });
         note(takenFromHave, t.key, t.prefix);
       } else routeAdds.push({ op: 'add', kind: 'route', route: r, profile: u.profile.name });
     }
@@ -151,7 +151,7 @@ export function diff(desired: Desired, observed: Observed, scope: Set<number>, o
       let add: PrefixList = h ? w.dsts.minus(h.dsts) : w.dsts;
       const held = heldByHave.get(k);
       if (held) {
-        for (const x of held) routeAdds.push({ op: 'replace', kind: 'route', route: throwRoute({ ...w, dsts: prefixListOf(w.family, [x.prefix]) }, 0), was: x.route, profile: u.profile.name });
+        for (const x of held) routeAdds.push({ op: 'replace', kind: 'route', route: throwTo(w, x.prefix), was: x.route, profile: u.profile.name });
         add = add.minus(prefixListOf(w.family, held.map((x) => x.prefix)));
       }
       if (add.size) routeAdds.push({ op: 'add', kind: 'throws', set: { ...w, dsts: add }, profile: u.profile.name });

@@ -4,7 +4,7 @@ import test from 'ava';
 import { encodeRoute, encodeThrow, THROW_MESSAGE_MAX, type RouteOp } from '../../src/kernel/rawRoutes.js';
 import { prefix } from '../../src/model/prefix.js';
 import { PrefixList } from '../../src/model/prefixList.js';
-import { prefixListOf, splitThrows, throwRoute, throwRoutes, type ThrowSet } from '../../src/model/throwSet.js';
+import { packThrows, prefixListOf, splitThrows, throwRoute, throwRoutes, type ThrowSet } from '../../src/model/throwSet.js';
 
 const v4: ThrowSet = { family: 4, table: 10086, metric: 0, protocol: 87, dsts: prefixListOf(4, ['0.0.0.0/0', '10.0.0.0/8', '1.2.3.0/24', '255.255.255.255/32'].map(prefix)) };
 const v6: ThrowSet = { family: 6, table: 300, metric: 1024, protocol: 87, dsts: prefixListOf(6, ['::/0', 'fc00::/7', '2001:db8:1::/48', 'ff02::1/128'].map(prefix)) };
@@ -56,4 +56,23 @@ test('PrefixList: distinct keeps overlapping prefixes (a dump is not aggregated)
   t.deepEqual(six.minus(prefixListOf(6, [prefix('fc00::/7')])).texts(), ['2001:db8::/32', 'fc00::/8']);
   t.true(six.has(prefix('fc00::/8')));
   t.false(six.has(prefix('fc00::/9')));
+});
+
+test('packThrows: single throws join the set of their key (merged and aggregated), one set per key; other routes stay', (t) => {
+  const set: ThrowSet = { family: 4, table: 10086, metric: 0, protocol: 87, dsts: prefixListOf(4, ['10.0.0.0/9', '9.0.0.0/8'].map(prefix)) };
+  const singles = [
+    { family: 4 as const, table: 10086, type: 'throw' as const, dst: '10.128.0.0/9', metric: 0, protocol: 87 },
+    { family: 4 as const, table: 10086, type: 'throw' as const, dst: '172.16.0.0/12', metric: 0, protocol: 87 },
+    { family: 4 as const, table: 10086, type: 'throw' as const, dst: '8.8.8.0/24', metric: 9, protocol: 87 },
+    { family: 4 as const, table: 10086, type: 'unicast' as const, dst: '0.0.0.0/0', metric: 0, protocol: 87, dev: 'wg0' },
+  ];
+  const p = packThrows(singles, [set]);
+  t.deepEqual(p.routes.map((r) => r.type), ['unicast']);
+  t.deepEqual(
+    p.throws.map((s) => [s.metric, s.dsts.texts()]),
+    [
+      [0, ['9.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12']],
+      [9, ['8.8.8.0/24']],
+    ],
+  );
 });
