@@ -16,7 +16,7 @@
  * The default, `systemctl try-restart dnsmasq.service`, is right for both (and does nothing
  * when the service is not running). WGSPLIT_DNSMASQ_CONF carries the drop-in's path.
  */
-import { execFile } from 'node:child_process';
+import { childProcess } from '../childProcess.js';
 import { accessSync, constants, existsSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { WgsplitError } from '../errors.js';
@@ -61,7 +61,7 @@ function findBinary(explicit?: string): string | undefined {
 
 function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { env, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+    childProcess().execFile(file, args, { env, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout, stderr: stderr || (err && code === -1 ? err.message : '') });
     });

@@ -4,7 +4,7 @@
  * The only file that reads cgroupfs; `wgsplit exec` (cli/commands/exec.ts) creates and joins
  * wgsplit's own cgroups through it.
  */
-import { execFileSync } from 'node:child_process';
+import { childProcess } from '../childProcess.js';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import path from 'node:path';
@@ -48,7 +48,7 @@ function missingTools(): string | undefined {
   const problems: string[] = [];
   if (!versionAtLeast(release(), [5, 13])) problems.push(`Linux 5.13 or later (this is ${release()})`);
   try {
-    const v = execFileSync(nftBinary(), ['--version'], { encoding: 'utf8', env: { LC_ALL: 'C' } }).trim();
+    const v = childProcess().execFileSync(nftBinary(), ['--version'], { encoding: 'utf8', env: { LC_ALL: 'C' } }).trim();
     if (!versionAtLeast(v.replace(/^nftables\s+/, ''), [0, 9, 9])) problems.push(`nft 0.9.9 or later (this is ${v})`);
   } catch (e) {
     problems.push(e instanceof WgsplitError ? 'nft (apt-get install nftables)' : `a working nft (nft --version failed: ${(e as Error).message.split('\n')[0]})`);

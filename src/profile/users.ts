@@ -5,7 +5,7 @@
  * line, `name:password:UID:GID:gecos:home:shell`; exit status 2 means the name is unknown.
  * This is I/O: load.ts hands it to the pure parser (parse.ts takes any resolver).
  */
-import { spawnSync } from 'node:child_process';
+import { childProcess } from '../childProcess.js';
 
 /** A uid, `undefined` for an unknown name, or why the lookup itself failed. */
 export type UserLookup = { uid: number } | { error: string } | undefined;
@@ -16,7 +16,7 @@ const GETENT_TIMEOUT_MS = 5000;
 
 export function getentUser(name: string): UserLookup {
   // `--` so a name can never be read as an option; names starting with "-" are refused earlier.
-  const r = spawnSync('getent', ['passwd', '--', name], { encoding: 'utf8', timeout: GETENT_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = childProcess().spawnSync('getent', ['passwd', '--', name], { encoding: 'utf8', timeout: GETENT_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
   if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return { error: 'getent(1) is not installed (Debian: libc-bin); write the numeric uid instead' };
