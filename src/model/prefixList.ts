@@ -161,6 +161,11 @@ export class PrefixList {
     return false;
   }
 
+  /** As JSON, the prefixes' text (a plan holding a set of throws stays readable data). */
+  toJSON(): string[] {
+    return this.texts();
+  }
+
   prefix(i: number): Prefix {
     if (this.family === 6) return this.list[i];
     const len = this.keys[i] % 64;

@@ -76,3 +76,7 @@ test('packThrows: single throws join the set of their key (merged and aggregated
     ],
   );
 });
+
+test('a plan with a set of throws is readable JSON: the destinations as text', (t) => {
+  t.deepEqual(JSON.parse(JSON.stringify({ op: 'add', kind: 'throws', set: v4 })).set.dsts, ['0.0.0.0/0', '1.2.3.0/24', '10.0.0.0/8', '255.255.255.255/32']);
+});
