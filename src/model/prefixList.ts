@@ -31,10 +31,6 @@ export class PrefixList {
     private readonly list: readonly Prefix[],
   ) {}
 
-  static empty(family: Family): PrefixList {
-    return new PrefixList(family, new Float64Array(0), []);
-  }
-
   /**
    * The prefixes as given, sorted, duplicates dropped, nothing merged: a table's throw
    * routes as the kernel holds them (kernel/rawRoutes.ts dump), compared exactly with

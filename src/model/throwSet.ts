@@ -40,7 +40,7 @@ export function throwRoutes(s: ThrowSet): RouteSpec[] {
   return out;
 }
 
-/** Every route, the throws written out: a unit or an observation as single routes (small ones: status, tests). */
+/** Every route, the throws written out: a unit or an observation as single routes (small ones, for tests). */
 export function allRoutes(x: { routes: readonly RouteSpec[]; throws?: readonly ThrowSet[] }): RouteSpec[] {
   return [...x.routes, ...(x.throws ?? []).flatMap(throwRoutes)];
 }

@@ -5,7 +5,8 @@
  * Country lists run to 100k lines, so the text is walked by index and a canonical IPv4
  * line (`a.b.c.d/len`, the usual case) becomes a key4 number without a string, an object
  * or a BigInt; anything else (IPv6, odd spacing, errors) takes parsePrefix, the one
- * grammar, so both paths accept and refuse exactly the same lines (test/unit/listFile).
+ * grammar, so both paths accept and refuse exactly the same lines (test/unit/prefixList.test.ts
+ * compares them on random lines).
  */
 import type { Problem } from '../errors.js';
 import { key4, parsePrefix } from '../model/prefix.js';

@@ -54,7 +54,10 @@ export function reuser(cache: Record<string, CachedPlan>, f: Facts, observed: Ob
       const rules = observed.rules.filter((r) => r.family === e.family && r.table === p.table);
       if (rules.map(ruleKey).sort().join('\n') !== e.rules.join('\n')) return undefined;
       // Traffic counters are the only nft objects a cached unit can have: cheap, rebuilt here.
-      units.push(withCounters({ profile: p, family: e.family, status: e.status, mode: e.mode ?? 'rule', rules, routes, throws, notes: e.notes, cached: true }));
+      const unit = withCounters({ profile: p, family: e.family, status: e.status, mode: e.mode ?? 'rule', rules, routes, throws, notes: e.notes, cached: true });
+      // Its routes are the observed ones, just hashed: the watcher's desiredKey asks again each run.
+      fingerprints.set(unit, fp);
+      units.push(unit);
     }
     return units;
   };
